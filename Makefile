@@ -1,0 +1,49 @@
+# The few commands people type. Each installs what it needs into .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test install install-test chromium lint eval eval-baseline bench bench-index clean
+
+run: install  ## install and run the service (builds the index when missing or stale)
+	$(VENV)/bin/ragbot serve
+
+test: install-test chromium  ## install and run every test (unit, real model, API, Slack, browser)
+	$(VENV)/bin/pytest
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# torch first, pinned: the CPU build lies on disk here; unpinned, pip pulls a CUDA build.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -e '.[test]'
+	touch $@
+
+chromium:  ## Debian's Chromium for the widget's browser tests (Playwright's own download fails here)
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: install-test
+	$(VENV)/bin/ruff check ragbot tests scripts
+	$(VENV)/bin/ruff format --check ragbot tests scripts
+	$(VENV)/bin/mypy
+
+eval: install  ## evaluate ragbot and the baselines, gate on the committed thresholds
+	$(VENV)/bin/ragbot eval --baseline --out reports --thresholds ragbot/data/eval_thresholds.json
+
+bench: install  ## HTTP latency, throughput, cold start and memory of the real server
+	$(PY) scripts/bench.py
+
+bench-index: install  ## index build and search at 1,000 generated articles, flat vs HNSW
+	$(PY) scripts/bench_index.py --docs 1000
+
+clean:
+	rm -rf $(VENV) index/current index/builds reports artifacts

@@ -1,0 +1,3 @@
+"""ragbot: answers questions about a health article with cited, verbatim sentences."""
+
+__version__ = "0.1.0"

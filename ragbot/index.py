@@ -1,0 +1,491 @@
+"""Build, save and load the FAISS index and its manifest.
+
+Layout under the index folder:
+
+    current -> builds/<build_id>      a symlink, swapped atomically when a build completes
+    builds/<build_id>/manifest.json   what was built, with what, from what (checked at load)
+    builds/<build_id>/records.json    documents (stored text, sections), sentences, chunks
+    builds/<build_id>/{chunks,sentences,headings}.faiss   one vector per record, same order
+
+A build writes into `builds/.tmp-*` and only then points `current` at it, so a build that fails
+or is killed half way leaves the previous index as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragbot import __version__
+from ragbot.chunking import ChunkerConfig, split_document, tiktoken_counter
+from ragbot.config import Settings
+from ragbot.corpus import corpus_files, file_hash, load_corpus
+from ragbot.embeddings import Embedder, Vectors, fingerprint, fits_model
+from ragbot.errors import BuildError, IndexCorrupt, IndexMismatch, IndexMissing, IndexStale
+from ragbot.models import Chunk, Document, Kind, Section, Sentence
+
+FORMAT_VERSION = 1
+SPLITTER_VERSION = 1  # bump when sentence splitting or cleaning changes what is stored
+KINDS: tuple[Kind, ...] = ("chunks", "sentences", "headings")  # type: ignore[assignment]
+HNSW_EF_CONSTRUCTION = 80  # FAISS default is 40; 80 buys recall for a one-off build cost
+
+
+@dataclass
+class Index:
+    """A loaded index: records, their vectors in FAISS, and the manifest they were built with."""
+
+    manifest: dict[str, Any]
+    documents: dict[str, Document]
+    sections: dict[str, Section]
+    sentences: list[Sentence]
+    chunks: list[Chunk]
+    faiss: dict[str, Any]  # kind -> faiss.Index
+    path: Path
+    headings: list[Section] = field(default_factory=list)
+    sentence_by_id: dict[str, Sentence] = field(default_factory=dict)
+    section_sentences: dict[str, list[Sentence]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.headings = [s for d in self.documents.values() for s in d.sections]
+        self.sentence_by_id = {s.sentence_id: s for s in self.sentences}
+        for sent in self.sentences:
+            self.section_sentences.setdefault(sent.section_id, []).append(sent)
+
+    def search(self, kind: str, query: Vectors, k: int) -> list[tuple[int, float]]:
+        """Rows and inner-product scores of the k nearest records of one kind."""
+        index = self.faiss[kind]
+        k = min(k, index.ntotal)
+        if k <= 0:
+            return []
+        scores, rows = index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+
+    def summary(self) -> dict[str, Any]:
+        """What /readyz and `ragbot inspect` show."""
+        m = self.manifest
+        return {
+            "build_id": m["build_id"],
+            "built_at": m["built_at"],
+            "model": m["model"]["name"],
+            "index_type": m["index"]["type"],
+            "counts": m["counts"],
+            "documents": [{"doc_id": k, "title": v["title"]} for k, v in m["documents"].items()],
+        }
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What `ragbot build-index` prints."""
+
+    build_id: str
+    path: Path
+    documents: int
+    sections: int
+    sentences: int
+    chunks: int
+    tokens: int
+    embedded: int
+    reused: int
+    seconds: float
+
+
+def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
+    """The chunker as settings and the model's input limit define it."""
+    return ChunkerConfig(
+        budget=settings.chunk_tokens,
+        overlap=settings.chunk_overlap,
+        count_tokens=tiktoken_counter(settings.encoding),
+        fits_model=fits_model(embedder),
+    )
+
+
+def expected_chunker(settings: Settings) -> dict[str, Any]:
+    """The chunker part of the manifest; a difference at load means rebuild."""
+    return {
+        "budget_tokens": settings.chunk_tokens,
+        "overlap_sentences": settings.chunk_overlap,
+        "encoding": settings.encoding,
+        "splitter_version": SPLITTER_VERSION,
+    }
+
+
+def corpus_state(corpus_dir: Path) -> dict[str, str]:
+    """File name -> content hash of every article in the corpus folder."""
+    return {p.name: file_hash(p) for p in corpus_files(corpus_dir)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+
+def build_index(
+    settings: Settings,
+    embedder: Embedder,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Build the index from the corpus and make it current atomically; reuse unchanged vectors."""
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    root = settings.index_dir
+    builds = root / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    with _build_lock(root):
+        _remove_leftovers(builds)
+        documents = load_corpus(settings.corpus_dir)
+        cfg = chunker_config(settings, embedder)
+        sentences: list[Sentence] = []
+        chunks: list[Chunk] = []
+        for doc in documents:
+            s, c = split_document(doc, cfg)
+            sentences.extend(s)
+            chunks.extend(c)
+        headings = [sec for doc in documents for sec in doc.sections]
+        say(f"{len(documents)} documents, {len(headings)} sections, {len(sentences)} sentences, {len(chunks)} chunks")
+
+        cache = _previous_vectors(root, fingerprint(embedder))
+        texts = {
+            "chunks": [(c.chunk_id, c.text) for c in chunks],
+            "sentences": [(s.sentence_id, s.text) for s in sentences],
+            "headings": [(h.section_id, h.heading) for h in headings],
+        }
+        build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+        tmp = builds / f".tmp-{build_id}"
+        tmp.mkdir()
+        try:
+            embedded = reused = 0
+            for kind, items in texts.items():
+                vectors, fresh = _embed_with_cache(embedder, kind, items, cache)
+                embedded += fresh
+                reused += len(items) - fresh
+                _write_faiss(tmp / f"{kind}.faiss", vectors, settings)
+            say(f"embedded {embedded} texts, reused {reused} unchanged vectors")
+            records = {
+                "documents": [_document_record(d) for d in documents],
+                "sentences": [asdict(s) for s in sentences],
+                "chunks": [asdict(c) for c in chunks],
+            }
+            _write_json(tmp / "records.json", records)
+            seconds = time.perf_counter() - started
+            manifest = _manifest(settings, embedder, build_id, documents, headings, sentences, chunks, seconds, tmp)
+            _write_json(tmp / "manifest.json", manifest)
+            _fsync_dir(tmp)
+            final = builds / build_id
+            tmp.rename(final)
+            _point_current(root, final)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, Exception) and not isinstance(exc, BuildError):
+                raise BuildError(f"index build failed, previous index left as it was: {exc}") from exc
+            raise
+        _prune_builds(builds, keep=final)
+    return BuildReport(
+        build_id=build_id,
+        path=final,
+        documents=len(documents),
+        sections=len(headings),
+        sentences=len(sentences),
+        chunks=len(chunks),
+        tokens=sum(c.tokens for c in chunks),
+        embedded=embedded,
+        reused=reused,
+        seconds=time.perf_counter() - started,
+    )
+
+
+@contextlib.contextmanager
+def _build_lock(root: Path) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise BuildError(f"another build of {root} is running; wait for it to finish") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(builds: Path) -> None:
+    # Temporary folders of builds that were killed; the lock says no build is running now.
+    for path in builds.glob(".tmp-*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _previous_vectors(root: Path, model_fingerprint: str) -> dict[str, dict[tuple[str, str], Vectors]]:
+    """Vectors of the current build keyed by (id, text), when it was built with the same model."""
+    try:
+        previous = load_index_files(root / "current")
+    except Exception:
+        return {}
+    if previous.manifest["model"].get("fingerprint") != model_fingerprint:
+        return {}
+    keyed: dict[str, list[tuple[str, str]]] = {
+        "chunks": [(c.chunk_id, c.text) for c in previous.chunks],
+        "sentences": [(s.sentence_id, s.text) for s in previous.sentences],
+        "headings": [(h.section_id, h.heading) for h in previous.headings],
+    }
+    cache: dict[str, dict[tuple[str, str], Vectors]] = {}
+    for kind, keys in keyed.items():
+        index = previous.faiss[kind]
+        if index.ntotal != len(keys):
+            return {}
+        vectors = index.reconstruct_n(0, index.ntotal) if keys else np.zeros((0, 0), np.float32)
+        cache[kind] = {key: vectors[i] for i, key in enumerate(keys)}
+    return cache
+
+
+def _embed_with_cache(
+    embedder: Embedder,
+    kind: str,
+    items: list[tuple[str, str]],
+    cache: dict[str, dict[tuple[str, str], Vectors]],
+) -> tuple[Vectors, int]:
+    known = cache.get(kind, {})
+    missing = [i for i, key in enumerate(items) if key not in known]
+    vectors = np.zeros((len(items), embedder.dim), dtype=np.float32)
+    for i, key in enumerate(items):
+        if key in known:
+            vectors[i] = known[key]
+    if missing:
+        fresh = embedder.embed([items[i][1] for i in missing])
+        if fresh.shape != (len(missing), embedder.dim):
+            raise BuildError(f"embedder returned shape {fresh.shape}, expected ({len(missing)}, {embedder.dim})")
+        vectors[missing] = fresh
+    return vectors, len(missing)
+
+
+def _new_faiss(dim: int, settings: Settings) -> Any:
+    import faiss
+
+    if settings.index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        return index
+    return faiss.IndexFlatIP(dim)
+
+
+def _write_faiss(path: Path, vectors: Vectors, settings: Settings) -> None:
+    import faiss
+
+    index = _new_faiss(vectors.shape[1], settings)
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    faiss.write_index(index, str(path))
+
+
+def _write_json(path: Path, data: object) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    for child in path.iterdir():
+        with child.open("rb") as fh:
+            os.fsync(fh.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _point_current(root: Path, target: Path) -> None:
+    link = root / "current"
+    tmp_link = root / f".current-{uuid.uuid4().hex[:8]}"
+    os.symlink(Path("builds") / target.name, tmp_link)
+    os.replace(tmp_link, link)  # atomic: readers see the old build or the new one, never neither
+    _fsync_dir_only(root)
+
+
+def _fsync_dir_only(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _prune_builds(builds: Path, keep: Path) -> None:
+    for path in builds.iterdir():
+        if path != keep and not path.name.startswith(".tmp-"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _document_record(doc: Document) -> dict[str, Any]:
+    record = asdict(doc)
+    record["sections"] = [asdict(s) for s in doc.sections]
+    return record
+
+
+def _versions() -> dict[str, str]:
+    import faiss
+    import sentence_transformers
+    import tiktoken
+    import torch
+
+    return {
+        "ragbot": __version__,
+        "python": sys.version.split()[0],
+        "faiss": faiss.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "torch": torch.__version__,
+        "tiktoken": tiktoken.__version__ if hasattr(tiktoken, "__version__") else "unknown",
+        "numpy": np.__version__,
+    }
+
+
+def _manifest(
+    settings: Settings,
+    embedder: Embedder,
+    build_id: str,
+    documents: list[Document],
+    headings: list[Section],
+    sentences: list[Sentence],
+    chunks: list[Chunk],
+    seconds: float,
+    folder: Path,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT_VERSION,
+        "build_id": build_id,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 3),
+        "model": {
+            "name": embedder.name,
+            "fingerprint": fingerprint(embedder),
+            "dim": embedder.dim,
+            "max_tokens": getattr(embedder, "max_tokens", None),
+        },
+        "metric": "inner_product",
+        "normalized": True,
+        "index": {
+            "type": settings.index_type,
+            "hnsw_m": settings.hnsw_m if settings.index_type == "hnsw" else None,
+            "hnsw_ef_construction": HNSW_EF_CONSTRUCTION if settings.index_type == "hnsw" else None,
+        },
+        "chunker": expected_chunker(settings),
+        "documents": {
+            d.doc_id: {"source": d.source, "content_hash": d.content_hash, "title": d.title, "url": d.url}
+            for d in documents
+        },
+        "counts": {
+            "documents": len(documents),
+            "sections": len(headings),
+            "sentences": len(sentences),
+            "chunks": len(chunks),
+            "tokens": sum(c.tokens for c in chunks),
+        },
+        "versions": _versions(),
+        "files": {p.name: file_hash(p) for p in sorted(folder.iterdir())},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Load
+
+
+def load_index(settings: Settings, embedder: Embedder | None = None, *, check_corpus: bool = True) -> Index:
+    """Load the current index and check it against the settings, the model and the corpus."""
+    root = settings.index_dir
+    current = root / "current"
+    if not current.exists():
+        raise IndexMissing(f"no index in {root}: run `ragbot build-index`")
+    index = load_index_files(current)
+    m = index.manifest
+    if embedder is not None:
+        want = {"name": embedder.name, "fingerprint": fingerprint(embedder), "dim": embedder.dim}
+        got = {k: m["model"].get(k) for k in want}
+        if got != want:
+            diff = ", ".join(f"{k} {got[k]!r} != {want[k]!r}" for k in want if got[k] != want[k])
+            raise IndexMismatch(f"{root} was built with a different model ({diff}): run `ragbot build-index`")
+    chunker = expected_chunker(settings)
+    if m["chunker"] != chunker:
+        diff = ", ".join(
+            f"{k} {m['chunker'].get(k)!r} != {v!r}" for k, v in chunker.items() if m["chunker"].get(k) != v
+        )
+        raise IndexMismatch(f"{root} was built with other chunker settings ({diff}): run `ragbot build-index`")
+    if m["index"]["type"] != settings.index_type:
+        raise IndexMismatch(
+            f"{root} is a {m['index']['type']} index but settings ask for {settings.index_type}: "
+            "run `ragbot build-index`"
+        )
+    if check_corpus:
+        check_fresh(m, settings.corpus_dir, root)
+    if settings.index_type == "hnsw":
+        for faiss_index in index.faiss.values():
+            faiss_index.hnsw.efSearch = settings.hnsw_ef_search
+    return index
+
+
+def check_fresh(manifest: dict[str, Any], corpus_dir: Path, root: Path) -> None:
+    """Raise IndexStale naming the files added, removed or changed since the build."""
+    built = {v["source"]: v["content_hash"] for v in manifest["documents"].values()}
+    now = corpus_state(corpus_dir)
+    added = sorted(set(now) - set(built))
+    removed = sorted(set(built) - set(now))
+    changed = sorted(k for k in set(now) & set(built) if now[k] != built[k])
+    if added or removed or changed:
+        parts = [f"{label}: {', '.join(names)}" for label, names in
+                 (("added", added), ("removed", removed), ("changed", changed)) if names]
+        raise IndexStale(f"{root} is stale against {corpus_dir} ({'; '.join(parts)}): run `ragbot build-index`")
+
+
+def load_index_files(folder: Path) -> Index:
+    """Read one build folder, checking every file against the hashes in its manifest."""
+    import faiss
+
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise IndexCorrupt(f"{folder} has no manifest.json: run `ragbot build-index`") from exc
+    except (OSError, ValueError) as exc:
+        raise IndexCorrupt(f"{folder}/manifest.json is unreadable ({exc}): run `ragbot build-index`") from exc
+    if manifest.get("format") != FORMAT_VERSION:
+        raise IndexMismatch(
+            f"{folder} has index format {manifest.get('format')!r}, this ragbot reads {FORMAT_VERSION}: "
+            "run `ragbot build-index`"
+        )
+    for name, digest in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise IndexCorrupt(f"{folder} lacks {name}: run `ragbot build-index`")
+        if file_hash(path) != digest:
+            raise IndexCorrupt(f"{folder}/{name} does not match its manifest hash: run `ragbot build-index`")
+    try:
+        records = json.loads((folder / "records.json").read_text(encoding="utf-8"))
+        documents = {}
+        for raw in records["documents"]:
+            raw = dict(raw)
+            raw["sections"] = tuple(Section(**s) for s in raw["sections"])
+            documents[raw["doc_id"]] = Document(**raw)
+        sentences = [Sentence(**s) for s in records["sentences"]]
+        chunks = [Chunk(**{**c, "sentence_ids": tuple(c["sentence_ids"])}) for c in records["chunks"]]
+        indexes = {kind: faiss.read_index(str(folder / f"{kind}.faiss")) for kind in KINDS}
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise IndexCorrupt(f"{folder} cannot be read ({exc}): run `ragbot build-index`") from exc
+    sections = {s.section_id: s for d in documents.values() for s in d.sections}
+    expected = {"chunks": len(chunks), "sentences": len(sentences), "headings": len(sections)}
+    for kind, count in expected.items():
+        if indexes[kind].ntotal != count:
+            raise IndexCorrupt(
+                f"{folder}/{kind}.faiss holds {indexes[kind].ntotal} vectors for {count} records: "
+                "run `ragbot build-index`"
+            )
+    return Index(manifest, documents, sections, sentences, chunks, indexes, folder)

@@ -1,0 +1,127 @@
+"""Pipeline.load(settings) and Pipeline.ask(question): the one entry point of every surface."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass, field
+
+from ragbot.answer import AnswerPolicy, compose, default_suggestions
+from ragbot.config import Settings
+from ragbot.embeddings import Embedder, SentenceTransformerEmbedder
+from ragbot.errors import InvalidQuestion
+from ragbot.guardrails import CRISIS_MESSAGE, DISCLAIMER, REFUSAL_MESSAGE, Guard
+from ragbot.index import Index, build_index, load_index
+from ragbot.models import Answer
+from ragbot.retrieval import Retrieval, Retriever
+
+log = logging.getLogger("ragbot.pipeline")
+
+
+def load_embedder(settings: Settings, *, progress: bool = False) -> Embedder:
+    """The configured sentence-transformers model, from local files only."""
+    return SentenceTransformerEmbedder(
+        settings.resolved_model_path, settings.model_name, batch_size=settings.embed_batch_size, progress=progress
+    )
+
+
+def validate_question(question: object, max_chars: int) -> str:
+    """The trimmed question, or InvalidQuestion saying what is wrong with it."""
+    if not isinstance(question, str):
+        raise InvalidQuestion("question must be a string")
+    text = unicodedata.normalize("NFC", question).strip()
+    if not text:
+        raise InvalidQuestion("question is empty")
+    if len(text) > max_chars:
+        raise InvalidQuestion(f"question is {len(text)} characters; the limit is {max_chars}")
+    # Tabs and newlines are ordinary typing; other control characters are not a question.
+    if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\n\r" for ch in text):
+        raise InvalidQuestion("question contains control characters")
+    return text
+
+
+@dataclass
+class Pipeline:
+    """Everything loaded once: the model, the index, the retrievers and the guard."""
+
+    settings: Settings
+    embedder: Embedder
+    index: Index
+    retriever: Retriever
+    guard: Guard
+    policy: AnswerPolicy
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(cls, settings: Settings | None = None, *, embedder: Embedder | None = None,
+             build_if_needed: bool = False) -> Pipeline:
+        """Load model and index (building the index first when asked and it is missing or stale)."""
+        settings = settings or Settings()
+        embedder = embedder or load_embedder(settings)
+        if build_if_needed:
+            ensure_index(settings, embedder)
+        index = load_index(settings, embedder)
+        return cls.from_index(settings, embedder, index)
+
+    @classmethod
+    def from_index(cls, settings: Settings, embedder: Embedder, index: Index) -> Pipeline:
+        """A pipeline around an index already in memory."""
+        policy = AnswerPolicy(max_sentences=settings.max_sentences, min_relevance=settings.min_relevance)
+        return cls(
+            settings=settings,
+            embedder=embedder,
+            index=index,
+            retriever=Retriever(index, candidates=settings.candidates, rrf_k=settings.rrf_k),
+            guard=Guard(embedder),
+            policy=policy,
+        )
+
+    def ask(self, question: str) -> Answer:
+        """Screen, retrieve and compose: the reply every surface shows."""
+        answer, _ = self.ask_traced(question)
+        return answer
+
+    def ask_traced(self, question: str) -> tuple[Answer, Retrieval | None]:
+        """ask(), also returning the retrieval behind the reply (for evaluation and debugging)."""
+        text = validate_question(question, self.settings.max_question_chars)
+        started = time.perf_counter()
+        vector = self.embed_query(text)
+        screening = self.guard.screen(text, vector)
+        retrieval: Retrieval | None = None
+        if screening.verdict == "crisis":
+            answer = Answer("crisis", CRISIS_MESSAGE, (), DISCLAIMER, ())
+        elif screening.verdict == "refused":
+            answer = Answer("refused", REFUSAL_MESSAGE, (), DISCLAIMER, self._suggestions())
+        else:
+            retrieval = self.retriever.retrieve(text, vector)
+            answer = compose(retrieval, self.index, self.policy, self.settings.suggestions)
+        log.info(
+            "ask",
+            extra={"status": answer.status, "citations": len(answer.citations),
+                   "ms": round((time.perf_counter() - started) * 1000, 1), "screen": screening.reason
+                   if self.settings.log_questions else screening.verdict},
+        )
+        return answer, retrieval
+
+    def embed_query(self, text: str) -> object:
+        """One model call per question; torch is not re-entrant-friendly, so calls take turns."""
+        with self._lock:
+            return self.embedder.embed([text])[0]
+
+    def _suggestions(self) -> tuple[str, ...]:
+        return tuple(default_suggestions(self.index, self.settings.suggestions))
+
+
+def ensure_index(settings: Settings, embedder: Embedder) -> bool:
+    """Build the index if it is missing, stale or mismatched; True when a build ran."""
+    from ragbot.errors import IndexError_
+
+    try:
+        load_index(settings, embedder)
+        return False
+    except IndexError_ as exc:
+        log.warning("building the index: %s", exc.message)
+    build_index(settings, embedder)
+    return True

@@ -1,0 +1,252 @@
+"""Dense (FAISS) and keyword (BM25) search over chunks, sentences and headings, fused by RRF."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ragbot.embeddings import Vectors
+from ragbot.index import Index
+from ragbot.models import Chunk, Hit
+
+K = TypeVar("K", bound=Hashable)
+
+RRF_K = 60  # Cormack, Clarke & Buettcher 2009
+# Weights of each ranked list in the fusion. Sentence lists decide which sentence is quoted; chunk
+# and heading lists add their context (a question that matches a heading is a strong signal).
+FUSION_WEIGHTS: dict[str, float] = {
+    "dense_sentence": 1.0,
+    "bm25_sentence": 0.7,
+    "dense_chunk": 0.7,
+    "bm25_chunk": 0.5,
+    "dense_heading": 0.7,
+    "bm25_heading": 0.5,
+}
+# Curly quotes, dashes and the like, mapped so that keyword search sees plain ASCII.
+_PUNCT = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "\u00a0": " "})
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+MIN_TYPO_LENGTH = 4  # shorter words have too many near neighbours to correct safely
+TYPO_SCORE = 80.0  # rapidfuzz ratio (0-100) at which a word is taken for a misspelt corpus word
+
+
+def normalize(text: str) -> str:
+    """Case-fold, straighten quotes and dashes, and collapse whitespace."""
+    text = unicodedata.normalize("NFKC", text).translate(_PUNCT).casefold()
+    return " ".join(text.split())
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def words(text: str) -> list[str]:
+    """Content words of a text: normalised, possessives dropped, stop words removed."""
+    out = []
+    for tok in _TOKEN.findall(normalize(text)):
+        tok = tok.removesuffix("'s").replace("'", "")
+        if len(tok) > 1 and tok not in _stopwords():
+            out.append(tok)
+    return out
+
+
+def stems(tokens: Sequence[str]) -> list[str]:
+    """Snowball stems, so "effects" finds "effect"."""
+    return list(_stemmer().stemWords(list(tokens)))
+
+
+def rrf(rankings: dict[str, Sequence[K]], weights: dict[str, float], k: int = RRF_K) -> dict[K, float]:
+    """Weighted reciprocal rank fusion: sum of weight / (k + rank) over the lists that hold a key."""
+    fused: dict[K, float] = {}
+    for name, ranking in rankings.items():
+        w = weights.get(name, 1.0)
+        for rank, key in enumerate(ranking, start=1):
+            fused[key] = fused.get(key, 0.0) + w / (k + rank)
+    return fused
+
+
+class Bm25:
+    """A bm25s index over one kind of record, queried with pre-stemmed tokens."""
+
+    def __init__(self, texts: list[str]) -> None:
+        import bm25s
+
+        self._corpus = [stems(words(t)) for t in texts]
+        self._model = bm25s.BM25()
+        self.vocab: set[str] = {tok for doc in self._corpus for tok in doc}
+        self._empty = not self.vocab
+        if not self._empty:
+            self._model.index(self._corpus, show_progress=False)
+
+    def search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
+        """Rows and BM25 scores of the best k records holding any of the tokens."""
+        query = [t for t in tokens if t in self.vocab]
+        if self._empty or not query:
+            return []
+        scores = np.asarray(self._model.get_scores(query), dtype=np.float32)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What the answer composer works from."""
+
+    query: str  # the normalised, typo-corrected query
+    sentences: list[Hit]  # fused, best first
+    sections: list[tuple[str, float]]  # section_id and fused score, best first
+    best_dense: float  # highest cosine similarity of any sentence, chunk or heading
+    matched_terms: frozenset[str]  # query stems that occur in the corpus
+
+
+class Retriever:
+    """Hybrid search over a loaded index."""
+
+    def __init__(self, index: Index, *, candidates: int = 30, rrf_k: int = RRF_K) -> None:
+        self.index = index
+        self.candidates = candidates
+        self.rrf_k = rrf_k
+        self.bm25 = {
+            "sentence": Bm25([s.text for s in index.sentences]),
+            "chunk": Bm25([c.text for c in index.chunks]),
+            "heading": Bm25([h.heading for h in index.headings]),
+        }
+        self.vocabulary = sorted({w for s in index.sentences for w in words(s.text)} |
+                                 {w for h in index.headings for w in words(h.heading)})
+        self._vocab_set = frozenset(self.vocabulary)
+        self._chunks_of: dict[str, list[int]] = {}
+        for row, chunk in enumerate(index.chunks):
+            for sid in chunk.sentence_ids:
+                self._chunks_of.setdefault(sid, []).append(row)
+
+    def correct(self, tokens: list[str]) -> list[str]:
+        """Replace words the corpus does not know by their closest corpus word, if close enough."""
+        from rapidfuzz import fuzz, process
+
+        fixed = []
+        for tok in tokens:
+            if tok in self._vocab_set or len(tok) < MIN_TYPO_LENGTH or tok.isdigit():
+                fixed.append(tok)
+                continue
+            match = process.extractOne(tok, self.vocabulary, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE)
+            fixed.append(match[0] if match else tok)
+        return fixed
+
+    def retrieve(self, question: str, query_vector: Vectors) -> Retrieval:
+        """Fuse dense and keyword rankings of sentences, chunks and headings into ranked sentences."""
+        idx = self.index
+        k = self.candidates
+        tokens = self.correct(words(question))
+        query_stems = stems(tokens)
+
+        dense_s = idx.search("sentences", query_vector, k)
+        dense_c = idx.search("chunks", query_vector, k)
+        dense_h = idx.search("headings", query_vector, k)
+        bm25_s = self.bm25["sentence"].search(query_stems, k)
+        bm25_c = self.bm25["chunk"].search(query_stems, k)
+        bm25_h = self.bm25["heading"].search(query_stems, k)
+
+        # Chunk and heading ranks lift the sentences they contain.
+        def sentence_rows_of_chunks(hits: list[tuple[int, float]]) -> list[str]:
+            out: list[str] = []
+            for row, _ in hits:
+                out.extend(s for s in idx.chunks[row].sentence_ids if s not in out)
+            return out
+
+        def sentence_ids_of_sections(hits: list[tuple[int, float]]) -> list[str]:
+            return [s.sentence_id for row, _ in hits for s in idx.section_sentences.get(idx.headings[row].section_id, [])]
+
+        rankings: dict[str, list[str]] = {
+            "dense_sentence": [idx.sentences[r].sentence_id for r, _ in dense_s],
+            "bm25_sentence": [idx.sentences[r].sentence_id for r, _ in bm25_s],
+            "dense_chunk": _first_rank_only(sentence_rows_of_chunks(dense_c)),
+            "bm25_chunk": _first_rank_only(sentence_rows_of_chunks(bm25_c)),
+        }
+        # Headings rank sections; every sentence of a section shares its section's rank.
+        section_rank_lists = {
+            "dense_heading": [idx.headings[r].section_id for r, _ in dense_h],
+            "bm25_heading": [idx.headings[r].section_id for r, _ in bm25_h],
+        }
+        fused = rrf(rankings, FUSION_WEIGHTS, self.rrf_k)
+        section_bonus = rrf(section_rank_lists, FUSION_WEIGHTS, self.rrf_k)
+        for sid in list(fused):
+            fused[sid] += section_bonus.get(idx.sentence_by_id[sid].section_id, 0.0)
+        for section_id, bonus in section_bonus.items():
+            for sent in idx.section_sentences.get(section_id, []):
+                fused.setdefault(sent.sentence_id, bonus)
+
+        dense_by_sentence = {idx.sentences[r].sentence_id: s for r, s in dense_s}
+        lexical_by_sentence = {idx.sentences[r].sentence_id: s for r, s in bm25_s}
+        hits = []
+        for sid, score in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0])):
+            sent = idx.sentence_by_id[sid]
+            hits.append(
+                Hit(
+                    kind="sentence",
+                    ref=sid,
+                    doc_id=sent.doc_id,
+                    section_id=sent.section_id,
+                    start=sent.start,
+                    end=sent.end,
+                    text=sent.text,
+                    score=score,
+                    dense=dense_by_sentence.get(sid),
+                    lexical=lexical_by_sentence.get(sid),
+                )
+            )
+        sections: dict[str, float] = {}
+        for hit in hits:
+            sections.setdefault(hit.section_id, hit.score)
+        best_dense = max((s for hits_ in (dense_s, dense_c, dense_h) for _, s in hits_[:1]), default=-1.0)
+        return Retrieval(
+            query=" ".join(tokens),
+            sentences=hits,
+            sections=sorted(sections.items(), key=lambda kv: -kv[1]),
+            best_dense=best_dense,
+            matched_terms=frozenset(t for t in query_stems if t in self.bm25["sentence"].vocab),
+        )
+
+    def passages(self, question: str, query_vector: Vectors, k: int = 5) -> list[Hit]:
+        """Chunks ranked by fused dense and keyword rank: what `ragbot search` shows."""
+        idx = self.index
+        tokens = self.correct(words(question))
+        dense = idx.search("chunks", query_vector, self.candidates)
+        lexical = self.bm25["chunk"].search(stems(tokens), self.candidates)
+        fused = rrf({"dense": [r for r, _ in dense], "bm25": [r for r, _ in lexical]}, {}, self.rrf_k)
+        dense_of = dict(dense)
+        lexical_of = dict(lexical)
+        out = []
+        for row, score in sorted(fused.items(), key=lambda kv: -kv[1])[:k]:
+            chunk: Chunk = idx.chunks[row]
+            out.append(
+                Hit("chunk", chunk.chunk_id, chunk.doc_id, chunk.section_id, chunk.start, chunk.end,
+                    chunk.text, score, dense_of.get(row), lexical_of.get(row))
+            )
+        return out
+
+
+def _first_rank_only(ids: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for i in ids:
+        if i not in seen:
+            seen.add(i)
+            out.append(i)
+    return out
