@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragbot.guardrails import DISCLAIMER, NO_ANSWER_MESSAGE
@@ -18,7 +17,7 @@ _ANAPHORA = re.compile(
     re.IGNORECASE,
 )
 # An extra sentence joins the reply only if its fused score is this close to the best one's.
-EXTRA_SENTENCE_RATIO = 0.8
+EXTRA_SENTENCE_RATIO = 0.75
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,8 @@ class AnswerPolicy:
     """The tunables of composition (settings; the evaluation chooses them)."""
 
     max_sentences: int = 3
-    min_relevance: float = 0.42
+    min_relevance: float = 0.30
+    unknown_penalty: float = 0.6
     extra_ratio: float = EXTRA_SENTENCE_RATIO
 
 
@@ -35,40 +35,49 @@ def leans_on_previous(text: str) -> bool:
     return bool(_ANAPHORA.match(text.lstrip("\"'“‘(")))
 
 
+def relevance(retrieval: Retrieval, policy: AnswerPolicy) -> float:
+    """How well the article covers the question: the best passage's cosine similarity, less a
+    penalty for the share of the question's topic words that the article never uses ("Is ketamine
+    FDA approved?" is close to the article in meaning, but "FDA" and "approved" are not in it)."""
+    unknown_share = len(retrieval.unknown_terms) / max(1, retrieval.content_terms)
+    return retrieval.best_dense - policy.unknown_penalty * unknown_share
+
+
 def is_answerable(retrieval: Retrieval, policy: AnswerPolicy) -> bool:
-    """Whether the best passage is relevant enough to quote (see README: choosing the threshold)."""
-    return bool(retrieval.sentences) and retrieval.best_dense >= policy.min_relevance
+    """Whether the article covers the question well enough to quote (README: choosing the threshold)."""
+    return bool(retrieval.sentences) and relevance(retrieval, policy) >= policy.min_relevance
 
 
 def select_sentences(retrieval: Retrieval, index: Index, policy: AnswerPolicy) -> list[tuple[Sentence, float]]:
-    """The sentences to quote, in document order, each with the score it was chosen by."""
-    hits: Sequence[Hit] = retrieval.sentences
-    best = hits[0]
+    """The sentences to quote: from the best section only, in document order, with their scores."""
+    best_section = retrieval.sections[0][0]
+    ranked: list[Hit] = [h for h in retrieval.sentences if h.section_id == best_section]
+    if not ranked:  # the section won on its heading alone: its opening sentence answers
+        first = index.section_sentences[best_section][0]
+        return [(first, retrieval.sections[0][1])]
     budget = policy.max_sentences
     chosen: dict[str, float] = {}
 
-    def add_with_context(sentence_id: str, score: float) -> bool:
+    def add_with_context(sentence_id: str, score: float) -> None:
         sent = index.sentence_by_id[sentence_id]
         group = [sent]
         prev = _previous(index, sent)
         if prev is not None and leans_on_previous(sent.text) and prev.sentence_id not in chosen:
             group.insert(0, prev)
         if len(chosen) + len(group) > budget:
-            if len(group) == 2 and not chosen:
-                group = group[1:]  # no room for context: the best sentence alone still answers
-            else:
-                return False
+            if chosen:
+                return
+            group = group[-1:]  # no room for context: the best sentence alone still answers
         for s in group:
             chosen.setdefault(s.sentence_id, score)
-        return True
 
-    add_with_context(best.ref, best.score)
-    for hit in hits[1:]:
-        if len(chosen) >= budget or hit.score < policy.extra_ratio * best.score:
+    top = ranked[0]
+    add_with_context(top.ref, top.score)
+    for hit in ranked[1:]:
+        if len(chosen) >= budget or hit.score < policy.extra_ratio * top.score:
             break
-        if hit.ref in chosen or hit.section_id != best.section_id:
-            continue  # one section per reply keeps it coherent
-        add_with_context(hit.ref, hit.score)
+        if hit.ref not in chosen:
+            add_with_context(hit.ref, hit.score)
     sentences = [(index.sentence_by_id[sid], score) for sid, score in chosen.items()]
     return sorted(sentences, key=lambda pair: (pair[0].doc_id, pair[0].start))
 
@@ -102,7 +111,7 @@ def compose(retrieval: Retrieval, index: Index, policy: AnswerPolicy, suggestion
                 score=round(score, 6),
             )
         )
-    used = {index.sentence_by_id[h.ref].section_id for h in retrieval.sentences[:1]}
+    used = {retrieval.sections[0][0]}
     follow_ups = [index.sections[sid].heading for sid, _ in retrieval.sections
                   if sid not in used and index.sections[sid].heading.endswith("?")]
     return Answer("answered", " ".join(parts), tuple(citations), DISCLAIMER, tuple(follow_ups[:suggestions]))

@@ -36,7 +36,13 @@ class Settings(BaseSettings):
     # Answers
     max_sentences: int = Field(3, ge=1, le=3, description="Most sentences in an answer.")
     min_relevance: float = Field(
-        0.42, ge=-1.0, le=1.0, description="Least relevance of the best passage before answering (see README)."
+        0.30, ge=-1.0, le=1.0, description="Least relevance before answering; below it, no_answer (see README)."
+    )
+    unknown_penalty: float = Field(
+        0.6, ge=0.0, le=5.0, description="Relevance lost per share of question topic words absent from the corpus."
+    )
+    extra_sentence_ratio: float = Field(
+        0.75, gt=0.0, le=1.0, description="A further sentence joins the answer if its score is this share of the best."
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     candidates: int = Field(30, ge=5, le=500, description="Hits taken from each retriever before fusion.")

@@ -95,9 +95,10 @@ def match_rules(text: str) -> Rule | None:
 class Thresholds:
     """Similarity at which an example phrasing decides, and the margin it must win by."""
 
-    crisis: float = 0.62
-    refused: float = 0.66
+    crisis: float = 0.62  # recall first: a false alarm costs a referral, a miss costs far more
+    refused: float = 0.78  # the pattern table does most of this; similarity only backs it up
     margin: float = 0.04
+    refused_margin: float = 0.08
 
 
 class Guard:
@@ -141,6 +142,6 @@ class Guard:
         if rule is not None and rule.label == "refused":
             return Screening("refused", f"pattern: {rule.why}")
         advice_sim, advice_example = near.get("refused", (-1.0, ""))
-        if advice_sim >= t.refused and advice_sim >= info + t.margin:
+        if advice_sim >= t.refused and advice_sim >= info + t.refused_margin:
             return Screening("refused", f"similar to {advice_example!r}", advice_sim)
         return Screening("ok", "no rule or example matched", max(crisis_sim, advice_sim))

@@ -38,7 +38,7 @@ from ragbot.errors import BuildError, IndexCorrupt, IndexMismatch, IndexMissing,
 from ragbot.models import Chunk, Document, Kind, Section, Sentence
 
 FORMAT_VERSION = 1
-SPLITTER_VERSION = 1  # bump when sentence splitting or cleaning changes what is stored
+SPLITTER_VERSION = 2  # bump when splitting, cleaning or what is embedded changes
 KINDS: tuple[Kind, ...] = ("chunks", "sentences", "headings")  # type: ignore[assignment]
 HNSW_EF_CONSTRUCTION = 80  # FAISS default is 40; 80 buys recall for a one-off build cost
 
@@ -157,11 +157,7 @@ def build_index(
         say(f"{len(documents)} documents, {len(headings)} sections, {len(sentences)} sentences, {len(chunks)} chunks")
 
         cache = _previous_vectors(root, fingerprint(embedder))
-        texts = {
-            "chunks": [(c.chunk_id, c.text) for c in chunks],
-            "sentences": [(s.sentence_id, s.text) for s in sentences],
-            "headings": [(h.section_id, h.heading) for h in headings],
-        }
+        texts = embedding_texts(documents, sentences, chunks)
         build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
         tmp = builds / f".tmp-{build_id}"
         tmp.mkdir()
@@ -234,11 +230,9 @@ def _previous_vectors(root: Path, model_fingerprint: str) -> dict[str, dict[tupl
         return {}
     if previous.manifest["model"].get("fingerprint") != model_fingerprint:
         return {}
-    keyed: dict[str, list[tuple[str, str]]] = {
-        "chunks": [(c.chunk_id, c.text) for c in previous.chunks],
-        "sentences": [(s.sentence_id, s.text) for s in previous.sentences],
-        "headings": [(h.section_id, h.heading) for h in previous.headings],
-    }
+    if previous.manifest["chunker"].get("splitter_version") != SPLITTER_VERSION:
+        return {}  # what was embedded for a record may have changed with the code
+    keyed = embedding_texts(list(previous.documents.values()), previous.sentences, previous.chunks)
     cache: dict[str, dict[tuple[str, str], Vectors]] = {}
     for kind, keys in keyed.items():
         index = previous.faiss[kind]
@@ -247,6 +241,32 @@ def _previous_vectors(root: Path, model_fingerprint: str) -> dict[str, dict[tupl
         vectors = index.reconstruct_n(0, index.ntotal) if keys else np.zeros((0, 0), np.float32)
         cache[kind] = {key: vectors[i] for i, key in enumerate(keys)}
     return cache
+
+
+def is_title_section(section: Section, doc: Document) -> bool:
+    """The introduction, whose "heading" is the document title rather than a heading of its own."""
+    return section.ordinal == 0 and section.heading == doc.title
+
+
+def embedding_texts(
+    documents: list[Document], sentences: list[Sentence], chunks: list[Chunk]
+) -> dict[str, list[tuple[str, str]]]:
+    """(id, text to embed) per kind, in record order.
+
+    A sentence is embedded with its section heading in front: "It primarily acts on..." means
+    little alone, and the headings here are the questions the sentences answer.
+    """
+    sections = {s.section_id: (s, d) for d in documents for s in d.sections}
+
+    def in_context(sent: Sentence) -> str:
+        section, doc = sections[sent.section_id]
+        return sent.text if is_title_section(section, doc) else f"{section.heading} {sent.text}"
+
+    return {
+        "chunks": [(c.chunk_id, c.text) for c in chunks],
+        "sentences": [(s.sentence_id, in_context(s)) for s in sentences],
+        "headings": [(h.section_id, h.heading) for d in documents for h in d.sections],
+    }
 
 
 def _embed_with_cache(

@@ -68,7 +68,12 @@ class Pipeline:
     @classmethod
     def from_index(cls, settings: Settings, embedder: Embedder, index: Index) -> Pipeline:
         """A pipeline around an index already in memory."""
-        policy = AnswerPolicy(max_sentences=settings.max_sentences, min_relevance=settings.min_relevance)
+        policy = AnswerPolicy(
+            max_sentences=settings.max_sentences,
+            min_relevance=settings.min_relevance,
+            unknown_penalty=settings.unknown_penalty,
+            extra_ratio=settings.extra_sentence_ratio,
+        )
         return cls(
             settings=settings,
             embedder=embedder,

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from typing import Any, TypeVar
 
 import numpy as np
 
 from ragbot.embeddings import Vectors
-from ragbot.index import Index
+from ragbot.index import Index, is_title_section
 from ragbot.models import Chunk, Hit
 
 K = TypeVar("K", bound=Hashable)
 
 RRF_K = 60  # Cormack, Clarke & Buettcher 2009
-# Weights of each ranked list in the fusion. Sentence lists decide which sentence is quoted; chunk
+# Weights of each ranked list in the fusion, chosen on the evaluation set (README). Sentence lists decide which sentence is quoted; chunk
 # and heading lists add their context (a question that matches a heading is a strong signal).
 FUSION_WEIGHTS: dict[str, float] = {
     "dense_sentence": 1.0,
-    "bm25_sentence": 0.7,
+    "bm25_sentence": 0.3,
     "dense_chunk": 0.7,
     "bm25_chunk": 0.5,
     "dense_heading": 0.7,
@@ -46,6 +48,13 @@ def _stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)
+
+
+@lru_cache(maxsize=1)
+def generic_words() -> frozenset[str]:
+    """Everyday words that name no topic (ragbot/data/generic_words.json)."""
+    raw = json.loads(resources.files("ragbot.data").joinpath("generic_words.json").read_text("utf-8"))
+    return frozenset(raw["words"])
 
 
 @lru_cache(maxsize=1)
@@ -112,15 +121,23 @@ class Retrieval:
     query: str  # the normalised, typo-corrected query
     sentences: list[Hit]  # fused, best first
     sections: list[tuple[str, float]]  # section_id and fused score, best first
-    best_dense: float  # highest cosine similarity of any sentence, chunk or heading
+    best_dense: float  # highest cosine similarity of any sentence or chunk
+    heading_dense: float  # highest cosine similarity of a section heading
     matched_terms: frozenset[str]  # query stems that occur in the corpus
+    unknown_terms: tuple[str, ...] = ()  # topic words of the query the corpus never uses
+    content_terms: int = 0  # topic words of the query, known or not
 
 
 class Retriever:
     """Hybrid search over a loaded index."""
 
-    def __init__(self, index: Index, *, candidates: int = 30, rrf_k: int = RRF_K) -> None:
+    def __init__(self, index: Index, *, candidates: int = 30, rrf_k: int = RRF_K,
+                 weights: dict[str, float] | None = None) -> None:
         self.index = index
+        self.weights = weights or FUSION_WEIGHTS
+        # A document's title stands as the heading of its introduction; it matches every question
+        # about the topic, so it does not count as a heading match.
+        self._is_heading = [not is_title_section(h, index.documents[h.doc_id]) for h in index.headings]
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.bm25 = {
@@ -131,6 +148,7 @@ class Retriever:
         self.vocabulary = sorted({w for s in index.sentences for w in words(s.text)} |
                                  {w for h in index.headings for w in words(h.heading)})
         self._vocab_set = frozenset(self.vocabulary)
+        self._stem_vocab = frozenset(stems(self.vocabulary))
         self._chunks_of: dict[str, list[int]] = {}
         for row, chunk in enumerate(index.chunks):
             for sid in chunk.sentence_ids:
@@ -155,6 +173,8 @@ class Retriever:
         k = self.candidates
         tokens = self.correct(words(question))
         query_stems = stems(tokens)
+        topical = [(t, st) for t, st in zip(tokens, query_stems, strict=True) if t not in generic_words()]
+        unknown = tuple(t for t, st in topical if st not in self._stem_vocab)
 
         dense_s = idx.search("sentences", query_vector, k)
         dense_c = idx.search("chunks", query_vector, k)
@@ -163,64 +183,41 @@ class Retriever:
         bm25_c = self.bm25["chunk"].search(query_stems, k)
         bm25_h = self.bm25["heading"].search(query_stems, k)
 
-        # Chunk and heading ranks lift the sentences they contain.
-        def sentence_rows_of_chunks(hits: list[tuple[int, float]]) -> list[str]:
-            out: list[str] = []
-            for row, _ in hits:
-                out.extend(s for s in idx.chunks[row].sentence_ids if s not in out)
-            return out
-
-        def sentence_ids_of_sections(hits: list[tuple[int, float]]) -> list[str]:
-            return [s.sentence_id for row, _ in hits for s in idx.section_sentences.get(idx.headings[row].section_id, [])]
-
-        rankings: dict[str, list[str]] = {
-            "dense_sentence": [idx.sentences[r].sentence_id for r, _ in dense_s],
-            "bm25_sentence": [idx.sentences[r].sentence_id for r, _ in bm25_s],
-            "dense_chunk": _first_rank_only(sentence_rows_of_chunks(dense_c)),
-            "bm25_chunk": _first_rank_only(sentence_rows_of_chunks(bm25_c)),
+        sentence_ids = lambda hits: [idx.sentences[r].sentence_id for r, _ in hits]  # noqa: E731
+        # Sections are ranked by every list: sentences and chunks vote for the section they are in.
+        section_rankings = {
+            "dense_sentence": _unique(idx.sentences[r].section_id for r, _ in dense_s),
+            "bm25_sentence": _unique(idx.sentences[r].section_id for r, _ in bm25_s),
+            "dense_chunk": _unique(idx.chunks[r].section_id for r, _ in dense_c),
+            "bm25_chunk": _unique(idx.chunks[r].section_id for r, _ in bm25_c),
+            "dense_heading": [idx.headings[r].section_id for r, _ in dense_h if self._is_heading[r]],
+            "bm25_heading": [idx.headings[r].section_id for r, _ in bm25_h if self._is_heading[r]],
         }
-        # Headings rank sections; every sentence of a section shares its section's rank.
-        section_rank_lists = {
-            "dense_heading": [idx.headings[r].section_id for r, _ in dense_h],
-            "bm25_heading": [idx.headings[r].section_id for r, _ in bm25_h],
-        }
-        fused = rrf(rankings, FUSION_WEIGHTS, self.rrf_k)
-        section_bonus = rrf(section_rank_lists, FUSION_WEIGHTS, self.rrf_k)
-        for sid in list(fused):
-            fused[sid] += section_bonus.get(idx.sentence_by_id[sid].section_id, 0.0)
-        for section_id, bonus in section_bonus.items():
-            for sent in idx.section_sentences.get(section_id, []):
-                fused.setdefault(sent.sentence_id, bonus)
-
-        dense_by_sentence = {idx.sentences[r].sentence_id: s for r, s in dense_s}
-        lexical_by_sentence = {idx.sentences[r].sentence_id: s for r, s in bm25_s}
+        section_scores = rrf(section_rankings, self.weights, self.rrf_k)
+        # Sentences are ranked by their own lists; the composer quotes from the best section.
+        sentence_scores = rrf(
+            {"dense_sentence": sentence_ids(dense_s), "bm25_sentence": sentence_ids(bm25_s)}, self.weights, self.rrf_k
+        )
+        dense_of = {idx.sentences[r].sentence_id: s for r, s in dense_s}
+        lexical_of = {idx.sentences[r].sentence_id: s for r, s in bm25_s}
         hits = []
-        for sid, score in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0])):
+        for sid, score in sorted(sentence_scores.items(), key=lambda kv: (-kv[1], kv[0])):
             sent = idx.sentence_by_id[sid]
             hits.append(
-                Hit(
-                    kind="sentence",
-                    ref=sid,
-                    doc_id=sent.doc_id,
-                    section_id=sent.section_id,
-                    start=sent.start,
-                    end=sent.end,
-                    text=sent.text,
-                    score=score,
-                    dense=dense_by_sentence.get(sid),
-                    lexical=lexical_by_sentence.get(sid),
-                )
+                Hit("sentence", sid, sent.doc_id, sent.section_id, sent.start, sent.end, sent.text, score,
+                    dense_of.get(sid), lexical_of.get(sid))
             )
-        sections: dict[str, float] = {}
-        for hit in hits:
-            sections.setdefault(hit.section_id, hit.score)
-        best_dense = max((s for hits_ in (dense_s, dense_c, dense_h) for _, s in hits_[:1]), default=-1.0)
+        best_dense = max((s for hits_ in (dense_s, dense_c) for _, s in hits_[:1]), default=-1.0)
+        heading_dense = max((s for r, s in dense_h if self._is_heading[r]), default=-1.0)
         return Retrieval(
             query=" ".join(tokens),
             sentences=hits,
-            sections=sorted(sections.items(), key=lambda kv: -kv[1]),
+            sections=sorted(section_scores.items(), key=lambda kv: (-kv[1], kv[0])),
             best_dense=best_dense,
-            matched_terms=frozenset(t for t in query_stems if t in self.bm25["sentence"].vocab),
+            heading_dense=heading_dense,
+            matched_terms=frozenset(t for t in query_stems if t in self._stem_vocab),
+            unknown_terms=unknown,
+            content_terms=len(topical),
         )
 
     def passages(self, question: str, query_vector: Vectors, k: int = 5) -> list[Hit]:
@@ -242,11 +239,6 @@ class Retriever:
         return out
 
 
-def _first_rank_only(ids: list[str]) -> list[str]:
-    seen: set[str] = set()
-    out = []
-    for i in ids:
-        if i not in seen:
-            seen.add(i)
-            out.append(i)
-    return out
+def _unique(ids: Iterable[str]) -> list[str]:
+    """First occurrences, in order: a section's rank is that of its best sentence or chunk."""
+    return list(dict.fromkeys(ids))
