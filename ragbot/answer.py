@@ -39,6 +39,8 @@ def relevance(retrieval: Retrieval, policy: AnswerPolicy) -> float:
     """How well the article covers the question: the best passage's cosine similarity, less a
     penalty for the share of the question's topic words that the article never uses ("Is ketamine
     FDA approved?" is close to the article in meaning, but "FDA" and "approved" are not in it)."""
+    if retrieval.foreign_terms:
+        return -1.0  # it asks about another drug, an insurer, a price: a subject the article never names
     unknown_share = len(retrieval.unknown_terms) / max(1, retrieval.content_terms)
     return retrieval.best_dense - policy.unknown_penalty * unknown_share
 

@@ -69,13 +69,16 @@ def section_sentences(doc: Document, section: Section) -> list[Sentence]:
     """The sentences of one section, with content-derived ids."""
     sentences: list[Sentence] = []
     seen: dict[str, int] = {}
+    # Sentences under a repeated heading need ids apart from those under its first occurrence.
+    same_heading = sum(1 for s in doc.sections[: section.ordinal] if s.heading == section.heading)
+    key = (section.heading, str(same_heading)) if same_heading else (section.heading,)
     for ordinal, (s, e) in enumerate(split_sentences(doc.text, section.start, section.end)):
         text = doc.text[s:e]
         repeat = seen.get(text, 0)
         seen[text] = repeat + 1
         sentences.append(
             Sentence(
-                sentence_id=short_hash(doc.doc_id, section.heading, text, str(repeat)),
+                sentence_id=short_hash(doc.doc_id, *key, text, str(repeat)),
                 doc_id=doc.doc_id,
                 section_id=section.section_id,
                 ordinal=ordinal,

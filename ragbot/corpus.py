@@ -246,8 +246,11 @@ def html_blocks(raw: str) -> tuple[dict[str, object], list[Block]]:
     reader.close()
     reader._flush()
     meta = dict(reader.meta)
-    if "html_title" in meta:
-        meta.setdefault("title", meta.pop("html_title"))
+    # <title> usually carries the site name ("Article | Site"); the page's <h1> is the article's own.
+    h1 = next((b.text for b in reader.blocks if b.kind == "heading" and b.level == 1), None)
+    html_title = meta.pop("html_title", None)
+    if h1 or html_title:
+        meta.setdefault("title", h1 or html_title)
     return meta, reader.blocks
 
 
@@ -318,6 +321,7 @@ def build_document(path: Path, meta: dict[str, object], blocks: list[Block], *, 
 
     text = title
     sections: list[Section] = []
+    seen: dict[tuple[str, str], int] = {}
     for heading, paras in groups:
         if not paras:
             continue  # a heading with no body (or furniture that looked like one) is no section
@@ -333,9 +337,12 @@ def build_document(path: Path, meta: dict[str, object], blocks: list[Block], *, 
         start = len(text)
         text += "\n\n".join(paras)
         body = text[start:]
+        # Identical sections (a repeated disclaimer, say) still need ids of their own.
+        repeat = seen.get((heading, body), 0)
+        seen[(heading, body)] = repeat + 1
         sections.append(
             Section(
-                section_id=short_hash(doc_id, heading, body),
+                section_id=short_hash(doc_id, heading, body, *([str(repeat)] if repeat else [])),
                 doc_id=doc_id,
                 heading=heading,
                 ordinal=len(sections),

@@ -137,11 +137,12 @@ class Guard:
         t = self.thresholds
         info = near.get("info", (-1.0, ""))[0]
         crisis_sim, crisis_example = near.get("crisis", (-1.0, ""))
-        if crisis_sim >= t.crisis and crisis_sim >= info + t.margin:
+        advice_sim, advice_example = near.get("refused", (-1.0, ""))
+        # A crisis phrasing must also beat the advice phrasings: "maximum dose" is not "too much".
+        if crisis_sim >= t.crisis and crisis_sim >= info + t.margin and crisis_sim >= advice_sim:
             return Screening("crisis", f"similar to {crisis_example!r}", crisis_sim)
         if rule is not None and rule.label == "refused":
             return Screening("refused", f"pattern: {rule.why}")
-        advice_sim, advice_example = near.get("refused", (-1.0, ""))
         if advice_sim >= t.refused and advice_sim >= info + t.refused_margin:
             return Screening("refused", f"similar to {advice_example!r}", advice_sim)
         return Screening("ok", "no rule or example matched", max(crisis_sim, advice_sim))

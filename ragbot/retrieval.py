@@ -58,6 +58,13 @@ def generic_words() -> frozenset[str]:
 
 
 @lru_cache(maxsize=1)
+def foreign_topics() -> frozenset[str]:
+    """Other drugs, agencies, insurers, prices (ragbot/data/foreign_topics.json)."""
+    raw = json.loads(resources.files("ragbot.data").joinpath("foreign_topics.json").read_text("utf-8"))
+    return frozenset(raw["topics"])
+
+
+@lru_cache(maxsize=1)
 def _stemmer() -> Any:
     import Stemmer
 
@@ -126,6 +133,7 @@ class Retrieval:
     matched_terms: frozenset[str]  # query stems that occur in the corpus
     unknown_terms: tuple[str, ...] = ()  # topic words of the query the corpus never uses
     content_terms: int = 0  # topic words of the query, known or not
+    foreign_terms: tuple[str, ...] = ()  # named subjects (another drug, an insurer) the corpus never names
 
 
 class Retriever:
@@ -160,7 +168,7 @@ class Retriever:
 
         fixed = []
         for tok in tokens:
-            if tok in self._vocab_set or len(tok) < MIN_TYPO_LENGTH or tok.isdigit():
+            if tok in self._vocab_set or len(tok) < MIN_TYPO_LENGTH or tok.isdigit() or tok in foreign_topics():
                 fixed.append(tok)
                 continue
             match = process.extractOne(tok, self.vocabulary, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE)
@@ -217,6 +225,7 @@ class Retriever:
             heading_dense=heading_dense,
             matched_terms=frozenset(t for t in query_stems if t in self._stem_vocab),
             unknown_terms=unknown,
+            foreign_terms=tuple(t for t in unknown if t in foreign_topics()),
             content_terms=len(topical),
         )
 
