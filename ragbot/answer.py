@@ -17,7 +17,9 @@ _ANAPHORA = re.compile(
     re.IGNORECASE,
 )
 # An extra sentence joins the reply only if its fused score is this close to the best one's.
-EXTRA_SENTENCE_RATIO = 0.75
+EXTRA_SENTENCE_RATIO = 0.85
+# ... and, from another section, only if this close: a two-part question may need two sections.
+OTHER_SECTION_RATIO = 0.85
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class AnswerPolicy:
     min_relevance: float = 0.30
     unknown_penalty: float = 0.6
     extra_ratio: float = EXTRA_SENTENCE_RATIO
+    other_section_ratio: float = OTHER_SECTION_RATIO
 
 
 def leans_on_previous(text: str) -> bool:
@@ -54,9 +57,8 @@ def select_sentences(retrieval: Retrieval, index: Index, policy: AnswerPolicy) -
     """The sentences to quote: from the best section only, in document order, with their scores."""
     best_section = retrieval.sections[0][0]
     ranked: list[Hit] = [h for h in retrieval.sentences if h.section_id == best_section]
-    if not ranked:  # the section won on its heading alone: its opening sentence answers
-        first = index.section_sentences[best_section][0]
-        return [(first, retrieval.sections[0][1])]
+    if not ranked:  # the section was found by its heading alone: its opening sentence answers
+        return [(index.section_sentences[best_section][0], retrieval.sections[0][1])]
     budget = policy.max_sentences
     chosen: dict[str, float] = {}
 
@@ -75,10 +77,11 @@ def select_sentences(retrieval: Retrieval, index: Index, policy: AnswerPolicy) -
 
     top = ranked[0]
     add_with_context(top.ref, top.score)
-    for hit in ranked[1:]:
+    for hit in retrieval.sentences:
         if len(chosen) >= budget or hit.score < policy.extra_ratio * top.score:
             break
-        if hit.ref not in chosen:
+        same_section = hit.section_id == best_section
+        if hit.ref not in chosen and (same_section or hit.score >= policy.other_section_ratio * top.score):
             add_with_context(hit.ref, hit.score)
     sentences = [(index.sentence_by_id[sid], score) for sid, score in chosen.items()]
     return sorted(sentences, key=lambda pair: (pair[0].doc_id, pair[0].start))

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
         0.6, ge=0.0, le=5.0, description="Relevance lost per share of question topic words absent from the corpus."
     )
     extra_sentence_ratio: float = Field(
-        0.75, gt=0.0, le=1.0, description="A further sentence joins the answer if its score is this share of the best."
+        0.85, gt=0.0, le=1.0, description="A further sentence joins the answer if its score is this share of the best."
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     candidates: int = Field(30, ge=5, le=500, description="Hits taken from each retriever before fusion.")
