@@ -1,0 +1,175 @@
+"""Block Kit replies built from an Answer: escaped for Slack mrkdwn and cut to Slack's limits.
+
+Every reply ends with the disclaimer as a context block, whatever its status. A crisis reply holds
+the fixed crisis message and the disclaimer only: nothing from the article.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from ragbot.guardrails import CRISIS_MESSAGE, DISCLAIMER
+from ragbot.models import Answer, Citation
+
+# Limits from Slack's Block Kit reference (docs.slack.dev/reference/block-kit):
+MAX_BLOCKS = 50  # blocks in one message
+SECTION_TEXT_LIMIT = 3000  # section block text
+CONTEXT_TEXT_LIMIT = 3000  # text of one context element
+# chat.postMessage truncates `text` at 40,000 characters and advises staying under 4,000; when
+# blocks are present `text` is only the notification fallback, so keep it short.
+FALLBACK_TEXT_LIMIT = 3000
+ELLIPSIS = "…"
+MAX_TITLE_CHARS = 300  # a section title in a citation line
+MAX_URL_CHARS = (
+    1000  # longer links are dropped (the title is still shown) to keep room for the quote
+)
+
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_LINK_TOKEN = re.compile(r"<([^<>]*)>")
+_USER_MENTION = re.compile(r"^[@!]")
+_SPACES = re.compile(r"[ \t]+")
+
+Block = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One Slack message: the Block Kit blocks and the plain fallback `text`."""
+
+    text: str
+    blocks: tuple[Block, ...]
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for chat.postMessage / respond()."""
+        return {"text": self.text, "blocks": [dict(b) for b in self.blocks]}
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack reserves for its markup: & < >."""
+    return "".join(_ESCAPES.get(ch, ch) for ch in text)
+
+
+def fit(text: str, limit: int) -> str:
+    """`text` escaped for mrkdwn; if longer than `limit`, cut and ended with an ellipsis.
+
+    The cut is made on the raw text, so an entity such as `&amp;` is never split in half.
+    """
+    escaped = escape_mrkdwn(text)
+    if len(escaped) <= limit:
+        return escaped
+    budget = limit - len(ELLIPSIS)
+    out: list[str] = []
+    used = 0
+    for ch in text:
+        piece = _ESCAPES.get(ch, ch)
+        if used + len(piece) > budget:
+            break
+        out.append(piece)
+        used += len(piece)
+    return "".join(out).rstrip() + ELLIPSIS
+
+
+def question_from_slack(text: str) -> str:
+    """The question in a Slack message: mentions dropped, links and entities made plain text."""
+
+    def plain(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        target, _, label = inner.partition("|")
+        if _USER_MENTION.match(target):  # <@U123>, <@U123|name>, <!here>: not part of the question
+            return " "
+        if target.startswith("#"):  # <#C123|general>
+            return f"#{label}" if label else " "
+        return label or target  # <https://x|label> or <https://x>
+
+    text = _LINK_TOKEN.sub(plain, text)
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line).strip()
+
+
+def answer_reply(answer: Answer) -> Reply:
+    """The Block Kit reply for any Answer status."""
+    if answer.status == "crisis":
+        # Only the fixed, reviewed message: nothing from the article, however the answer was built.
+        return _reply(CRISIS_MESSAGE, [], (), answer.disclaimer or DISCLAIMER)
+    return _reply(
+        answer.answer, list(answer.citations), answer.suggestions, answer.disclaimer or DISCLAIMER
+    )
+
+
+def notice_reply(message: str) -> Reply:
+    """A reply that is not an answer (usage, loading, an error); it too carries the disclaimer."""
+    return _reply(message, [], (), DISCLAIMER)
+
+
+def usage_reply(command: str) -> Reply:
+    """What to do when the question is empty."""
+    example = "How does ketamine work in the brain?"
+    return notice_reply(
+        "Ask me a question about the article, for example: mention me in a channel with "
+        f"“{example}”, send me a direct message, or type `{command} {example}`."
+    )
+
+
+def _reply(
+    message: str, citations: list[Citation], suggestions: tuple[str, ...], disclaimer: str
+) -> Reply:
+    head: list[Block] = [_section(fit(message, SECTION_TEXT_LIMIT))]
+    tail: list[Block] = []
+    if suggestions:
+        lines = "\n".join(f"• {escape_mrkdwn(s)}" for s in suggestions)
+        tail.append(_section(_cut_escaped(f"*You could also ask:*\n{lines}", SECTION_TEXT_LIMIT)))
+    tail.append(_context(fit(disclaimer, CONTEXT_TEXT_LIMIT)))
+    if citations:
+        room = MAX_BLOCKS - len(head) - len(tail) - 1  # 1: the divider
+        head.append({"type": "divider"})
+        head.extend(_citation_block(c) for c in citations[: max(room, 0)])
+    blocks = tuple(head + tail)
+    return Reply(text=_fallback(message, disclaimer), blocks=blocks)
+
+
+def _citation_block(citation: Citation) -> Block:
+    heading = citation.section or citation.title
+    title = fit(heading, MAX_TITLE_CHARS)
+    link = _safe_url(citation.url)
+    label = f"<{link}|{title}>" if link else title
+    first = f"*[{citation.id}]* {label}\n"
+    lines = citation.quote.splitlines() or [""]
+    body = fit("\n".join(lines), SECTION_TEXT_LIMIT - len(first) - len(lines))
+    body = "\n".join(f">{line}" for line in body.split("\n"))  # our blockquote markup, unescaped
+    return _section(first + body)
+
+
+def _safe_url(url: str | None) -> str | None:
+    """An http(s) URL safe inside Slack's <url|label> markup, or None."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    safe = escape_mrkdwn(quote(url.strip(), safe=":/?#[]@!$&'()*+,;=%~"))
+    return safe if len(safe) <= MAX_URL_CHARS else None
+
+
+def _fallback(message: str, disclaimer: str) -> str:
+    tail = "\n\n" + escape_mrkdwn(disclaimer)
+    return fit(message, FALLBACK_TEXT_LIMIT - len(tail)) + tail
+
+
+def _cut_escaped(text: str, limit: int) -> str:
+    """Cut already-escaped mrkdwn at a line break so no entity or markup is split."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n", 0, limit - len(ELLIPSIS))
+    return text[: max(cut, 0)] + ELLIPSIS
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}

@@ -1,0 +1,191 @@
+"""The Bolt app: listeners for mentions, direct messages and the slash command, and event dedupe.
+
+Bolt runs with process_before_response=False: an event is acknowledged before its listener runs,
+and every listener runs on Bolt's own thread pool, so the CPU-bound Pipeline.ask never runs on the
+event loop. The slash command listener acknowledges first thing ("Looking that up…") and answers
+through response_url once the pipeline has replied.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from ragbot.config import Settings
+from ragbot.errors import InvalidQuestion
+from ragbot.pipeline import Pipeline
+from ragbot.slack.blocks import Reply, answer_reply, notice_reply, question_from_slack, usage_reply
+from ragbot.slack.dedupe import RecentKeys
+
+log = logging.getLogger("ragbot.slack")
+
+WORKING_REACTION = "hourglass_flowing_sand"
+WORKING_TEXT = "Looking that up…"
+LOADING_MESSAGE = "I'm still loading the article index; please ask again in a minute."
+ERROR_MESSAGE = "Sorry, something went wrong on our side and I couldn't answer. Please try again."
+# Listener threads: the model serialises its calls, so more threads only queue; a few let replies
+# to Slack overlap with the next model call.
+SLACK_THREADS = 4
+
+PipelineGetter = Callable[[], Pipeline | None]
+
+
+class DedupeEvents(Middleware):
+    """Acknowledges, without processing, an Events API delivery whose event_id was already seen.
+
+    Runs after Bolt's signature check, so a forged request can never claim an event_id.
+    """
+
+    def __init__(self, seen: RecentKeys) -> None:
+        self.seen = seen
+
+    # `next` shadows the builtin because Bolt passes it by that name.
+    def process(
+        self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    ) -> BoltResponse:
+        event_id = req.body.get("event_id") if req.body.get("type") == "event_callback" else None
+        if isinstance(event_id, str) and not self.seen.first_time(f"event:{event_id}"):
+            retry = req.headers.get("x-slack-retry-num", ["0"])[0]
+            log.info("slack duplicate", extra={"event_id": event_id, "retry": retry})
+            return BoltResponse(status=200, body="")
+        return next()
+
+
+def build_bolt_app(
+    settings: Settings, get_pipeline: PipelineGetter, *, seen: RecentKeys | None = None
+) -> App:
+    """A Bolt app answering with the pipeline that `get_pipeline` returns at request time."""
+    if not (settings.slack_bot_token and settings.slack_signing_secret):
+        raise ValueError(
+            "Slack is not configured: set RAGBOT_SLACK_BOT_TOKEN and RAGBOT_SLACK_SIGNING_SECRET"
+        )
+    base_url = (
+        settings.slack_api_url
+        if settings.slack_api_url.endswith("/")
+        else settings.slack_api_url + "/"
+    )
+    app = App(
+        name="ragbot",
+        signing_secret=settings.slack_signing_secret,
+        client=WebClient(token=settings.slack_bot_token, base_url=base_url),
+        # No auth.test at start-up: the bot's own ids come from a lazy auth.test against
+        # slack_api_url on the first event, which Bolt caches.
+        token_verification_enabled=False,
+        process_before_response=False,
+        listener_executor=ThreadPoolExecutor(SLACK_THREADS, thread_name_prefix="ragbot-slack"),
+    )
+    seen = RecentKeys() if seen is None else seen  # not `or`: an empty RecentKeys is falsy
+    app.use(DedupeEvents(seen))
+    answers = _Answers(settings, get_pipeline)
+
+    @app.event("app_mention")
+    def on_mention(event: dict[str, Any], client: WebClient) -> None:
+        if event.get("bot_id") or event.get("subtype"):
+            return  # another bot mentioning us: never start a conversation between bots
+        channel, ts = event.get("channel"), event.get("ts")
+        if not (isinstance(channel, str) and isinstance(ts, str)):
+            return
+        if seen.first_time(f"message:{channel}:{ts}"):
+            answers.reply_in_channel(client, event, thread_ts=event.get("thread_ts") or ts)
+
+    @app.event("message")
+    def on_message(event: dict[str, Any], client: WebClient, context: dict[str, Any]) -> None:
+        if event.get("channel_type") != "im":
+            return
+        # Edits, deletions, joins, files, bot posts (ours included): not a question to answer.
+        if event.get("subtype") or event.get("bot_id") or event.get("hidden"):
+            return
+        if not event.get("user") or event.get("user") == context.get("bot_user_id"):
+            return
+        channel, ts = event.get("channel"), event.get("ts")
+        if not (isinstance(channel, str) and isinstance(ts, str)):
+            return
+        if seen.first_time(f"message:{channel}:{ts}"):
+            answers.reply_in_channel(client, event, thread_ts=event.get("thread_ts"))
+
+    @app.event(re.compile(".*"))
+    def on_other_event() -> None:
+        """Acknowledge any other subscribed event, so Slack does not retry it."""
+
+    @app.command(settings.slack_command)
+    def on_command(
+        ack: Callable[..., None], command: dict[str, Any], respond: Callable[..., Any]
+    ) -> None:
+        response_type = "in_channel" if settings.slack_command_public else "ephemeral"
+        question = question_from_slack(str(command.get("text") or ""))
+        if not question:
+            ack(response_type="ephemeral", **usage_reply(settings.slack_command).as_kwargs())
+            return
+        ack(text=WORKING_TEXT, response_type=response_type)
+        reply = answers.reply_for(question)
+        try:
+            respond(response_type=response_type, replace_original=False, **reply.as_kwargs())
+        except Exception:
+            log.exception("slack response_url post failed")
+
+    return app
+
+
+class _Answers:
+    """Turns a question into a Reply and posts it; every failure still ends in a reply."""
+
+    def __init__(self, settings: Settings, get_pipeline: PipelineGetter) -> None:
+        self.settings = settings
+        self.get_pipeline = get_pipeline
+
+    def reply_for(self, question: str) -> Reply:
+        """The reply to a question (runs on a listener thread: the model call blocks)."""
+        if not question:
+            return usage_reply(self.settings.slack_command)
+        pipeline = self.get_pipeline()
+        if pipeline is None:
+            return notice_reply(LOADING_MESSAGE)
+        try:
+            answer = pipeline.ask(question)
+        except InvalidQuestion as exc:
+            return notice_reply(f"I can't take that question: {exc.message}.")
+        except Exception:
+            log.exception("slack answer failed")
+            return notice_reply(ERROR_MESSAGE)
+        if self.settings.log_questions:
+            log.info("slack ask", extra={"question": question, "status": answer.status})
+        return answer_reply(answer)
+
+    def reply_in_channel(
+        self, client: WebClient, event: dict[str, Any], *, thread_ts: str | None
+    ) -> None:
+        """Mark the message as being worked on, answer it, post the reply, clear the mark."""
+        channel, ts = event["channel"], event["ts"]
+        reacted = _call(client.reactions_add, channel=channel, timestamp=ts, name=WORKING_REACTION)
+        reply = self.reply_for(question_from_slack(str(event.get("text") or "")))
+        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        _call(
+            client.chat_postMessage,
+            channel=channel,
+            unfurl_links=False,
+            unfurl_media=False,
+            **extra,
+            **reply.as_kwargs(),
+        )
+        if reacted:
+            _call(client.reactions_remove, channel=channel, timestamp=ts, name=WORKING_REACTION)
+
+
+def _call(method: Callable[..., Any], **kwargs: Any) -> bool:
+    """One Web API call; a failure is logged, never raised (the user should still get a reply)."""
+    try:
+        method(**kwargs)
+        return True
+    except SlackApiError as exc:
+        log.warning("slack api error", extra={"error": exc.response.get("error")})
+    except Exception:
+        log.exception("slack api call failed")
+    return False

@@ -1,0 +1,118 @@
+"""mount_slack(): POST /slack/events for events, slash commands and url_verification.
+
+The route checks Slack's v0 signature over the raw body before anything else reads it, and Bolt
+checks it again in its own middleware. A request that fails is answered 401 in the API's error
+shape and never reaches a listener or the Web API. Signed requests are dispatched to Bolt on a
+worker thread, because Bolt's dispatch is synchronous (it waits for ack() and may call auth.test).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from fastapi import FastAPI, Request, Response
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.adapter.starlette.handler import to_starlette_response
+from slack_sdk.signature import SignatureVerifier
+
+from ragbot.config import Settings
+from ragbot.pipeline import Pipeline
+from ragbot.slack.bolt import build_bolt_app
+
+log = logging.getLogger("ragbot.slack")
+
+SLACK_PATH = "/slack/events"
+# Headers Bolt reads to re-enter its own lazy listeners; a caller must never set them.
+BOLT_INTERNAL_HEADER_PREFIX = "x-slack-bolt-"
+BAD_SIGNATURE = (
+    "the request is not signed with this app's Slack signing secret, or is over 5 minutes old: "
+    "check RAGBOT_SLACK_SIGNING_SECRET and the server clock"
+)
+
+
+def mount_slack(app: FastAPI, settings: Settings) -> None:
+    """Add POST /slack/events when both Slack secrets are set; otherwise add nothing (404)."""
+    if not settings.slack_enabled or settings.slack_signing_secret is None:
+        log.info(
+            "slack off: set RAGBOT_SLACK_BOT_TOKEN and RAGBOT_SLACK_SIGNING_SECRET to turn it on"
+        )
+        return
+
+    def current_pipeline() -> Pipeline | None:
+        pipeline: Pipeline | None = app.state.pipeline
+        return pipeline
+
+    bolt = build_bolt_app(settings, current_pipeline)
+    verifier = SignatureVerifier(settings.slack_signing_secret)
+    app.state.slack_bolt = bolt
+
+    async def slack_events(request: Request) -> Response:
+        """Slack's Request URL: Events API callbacks, slash commands and url_verification."""
+        from ragbot.api.app import (
+            error_response,
+        )  # the API's one error shape; imported late: no cycle
+
+        body = await request.body()  # BodyLimitMiddleware replays the buffered body unchanged
+        if not _signed(verifier, body, request):
+            return error_response(
+                request,
+                401,
+                "invalid_signature",
+                BAD_SIGNATURE,
+            )
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return error_response(request, 400, "bad_request", "the request body is not UTF-8")
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if not k.startswith(BOLT_INTERNAL_HEADER_PREFIX)
+        }
+        retry = headers.get("x-slack-retry-num")
+        if retry is not None:
+            log.info(
+                "slack retry", extra={"retry": retry, "reason": headers.get("x-slack-retry-reason")}
+            )
+        try:
+            bolt_response = await anyio.to_thread.run_sync(
+                _dispatch, bolt, text, headers, request.url.query
+            )
+        except ValueError:
+            return error_response(
+                request, 400, "bad_request", "the request body is not a Slack payload"
+            )
+        if bolt_response.status == 401:  # Bolt's own check disagreed: keep the API's error shape
+            return error_response(
+                request, 401, "invalid_signature", "the Slack signature check failed"
+            )
+        return to_starlette_response(bolt_response)
+
+    app.add_api_route(
+        SLACK_PATH,
+        slack_events,
+        methods=["POST"],
+        summary="Slack events, slash commands and url_verification (signed by Slack)",
+        tags=["slack"],
+        response_class=Response,
+    )
+
+
+def _signed(verifier: SignatureVerifier, body: bytes, request: Request) -> bool:
+    timestamp = request.headers.get("x-slack-request-timestamp")
+    signature = request.headers.get("x-slack-signature")
+    try:
+        return bool(verifier.is_valid(body, timestamp, signature))
+    except (ValueError, TypeError):  # a timestamp that is not a number
+        return False
+
+
+def _dispatch(bolt: App, body: str, headers: dict[str, str], query: str) -> BoltResponse:
+    """Parse and dispatch on a worker thread; ValueError when the body is not a Slack payload."""
+    try:
+        request = BoltRequest(body=body, query=query, headers=dict(headers))
+    except (ValueError, AttributeError, TypeError) as exc:  # JSON errors are ValueErrors
+        raise ValueError(str(exc)) from exc
+    response: BoltResponse = bolt.dispatch(request)
+    return response

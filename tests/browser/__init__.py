@@ -1,0 +1,1 @@
+"""Helpers for the browser tests: servers on free ports and Debian's Chromium."""

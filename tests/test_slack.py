@@ -1,0 +1,757 @@
+"""The Slack surface: Block Kit replies, dedupe, and the real service against a local Slack stub.
+
+Real Slack is unreachable here: `tests/slack_stub.py` stands in for the Web API and response_url,
+and the service runs for real (uvicorn on 127.0.0.1, a free port, the real model and index).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from slack_bolt import BoltRequest
+from slack_stub import BOT_ID, BOT_USER_ID, TEAM_ID, Call, SlackStub, sign
+
+from ragbot.api.app import create_app
+from ragbot.config import Settings
+from ragbot.errors import InvalidQuestion
+from ragbot.guardrails import CRISIS_MESSAGE, DISCLAIMER
+from ragbot.models import Answer, Citation
+from ragbot.pipeline import Pipeline
+from ragbot.slack.blocks import (
+    CONTEXT_TEXT_LIMIT,
+    FALLBACK_TEXT_LIMIT,
+    MAX_BLOCKS,
+    SECTION_TEXT_LIMIT,
+    answer_reply,
+    escape_mrkdwn,
+    fit,
+    notice_reply,
+    question_from_slack,
+    usage_reply,
+)
+from ragbot.slack.bolt import (
+    ERROR_MESSAGE,
+    LOADING_MESSAGE,
+    WORKING_REACTION,
+    WORKING_TEXT,
+    build_bolt_app,
+)
+from ragbot.slack.dedupe import RecentKeys
+
+SECRET = "test-signing-secret"
+TOKEN = "xoxb-test-token"
+QUESTION = "How does ketamine work in the brain?"
+ESCAPED_DISCLAIMER = escape_mrkdwn(DISCLAIMER)
+ACK_BUDGET_SECONDS = 3.0  # Slack shows an error when a request is not acknowledged within 3 s
+WAIT = 15.0  # generous upper bound for a reply to reach the stub
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def citation(
+    n: int = 1,
+    *,
+    quote: str = "Ketamine blocks NMDA receptors.",
+    section: str = "How It Works",
+    url: str | None = None,
+) -> Citation:
+    return Citation(
+        id=n,
+        doc_id="d",
+        title="The Article",
+        section=section,
+        quote=quote,
+        start=0,
+        end=len(quote),
+        url=url,
+        score=0.9,
+    )
+
+
+def texts_of(value: Any) -> list[str]:
+    """Every "text" string inside a Block Kit structure."""
+    if isinstance(value, dict):
+        found = [value["text"]] if isinstance(value.get("text"), str) else []
+        return found + [t for v in value.values() for t in texts_of(v)]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in texts_of(v)]
+    return []
+
+
+def assert_within_slack_limits(
+    blocks: list[dict[str, Any]] | tuple[dict[str, Any], ...], text: str
+) -> None:
+    assert 0 < len(blocks) <= MAX_BLOCKS
+    for block in blocks:
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= SECTION_TEXT_LIMIT
+        if block["type"] == "context":
+            assert all(len(e["text"]) <= CONTEXT_TEXT_LIMIT for e in block["elements"])
+    assert len(text) <= FALLBACK_TEXT_LIMIT
+
+
+def ends_with_disclaimer(blocks: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> bool:
+    return blocks[-1] == {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": ESCAPED_DISCLAIMER}],
+    }
+
+
+_ids = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_ids):06d}"
+
+
+def message_ts() -> str:
+    return f"{int(time.time())}.{next(_ids):06d}"
+
+
+def event_body(event: dict[str, Any], event_id: str | None = None) -> bytes:
+    """An Events API callback as Slack sends it."""
+    return json.dumps(
+        {
+            "token": "legacy-token",
+            "team_id": TEAM_ID,
+            "api_app_id": "A0TEST",
+            "type": "event_callback",
+            "event": event,
+            "event_id": event_id or unique("Ev"),
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": TEAM_ID,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+        }
+    ).encode()
+
+
+def mention(channel: str, ts: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "app_mention",
+        "user": "U0HUMAN01",
+        "text": f"<@{BOT_USER_ID}> {text}",
+        "ts": ts,
+        "channel": channel,
+        "event_ts": ts,
+        **extra,
+    }
+
+
+def direct_message(channel: str, ts: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "channel_type": "im",
+        "user": "U0HUMAN01",
+        "text": text,
+        "ts": ts,
+        "channel": channel,
+        "event_ts": ts,
+        **extra,
+    }
+
+
+def post_signed(
+    base: str,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    extra_headers: dict[str, str] | None = None,
+    timestamp: int | None = None,
+) -> httpx.Response:
+    headers = {
+        "Content-Type": content_type,
+        **sign(SECRET, body, timestamp),
+        **(extra_headers or {}),
+    }
+    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=10)
+
+
+def in_channel(calls: list[Call], method: str, channel: str) -> list[Call]:
+    return [c for c in calls if c.method == method and c.payload.get("channel") == channel]
+
+
+def replies(stub: SlackStub, channel: str, count: int = 1) -> list[Call]:
+    """Wait for `count` chat.postMessage calls in `channel` and return them."""
+    calls = stub.wait_for(
+        lambda calls: len(in_channel(calls, "chat.postMessage", channel)) >= count, WAIT
+    )
+    return in_channel(calls, "chat.postMessage", channel)
+
+
+def settle(stub: SlackStub, channel: str, ts: str) -> None:
+    """Wait until the work on message `ts` is over: its reply posted and the reaction removed."""
+    stub.wait_for(
+        lambda calls: any(
+            c.payload.get("timestamp") == ts for c in in_channel(calls, "reactions.remove", channel)
+        ),
+        WAIT,
+    )
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run the ASGI app under uvicorn on 127.0.0.1 and a free port; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def slack_settings(real_settings: Settings, stub: SlackStub, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "corpus_dir": real_settings.corpus_dir,
+        "index_dir": real_settings.index_dir,
+        "slack_bot_token": TOKEN,
+        "slack_signing_secret": SECRET,
+        "slack_api_url": stub.api_url,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Block Kit replies (pure functions)
+
+
+def test_mrkdwn_escaping_covers_ampersand_and_angle_brackets() -> None:
+    assert escape_mrkdwn("a & b < c > d &amp;") == "a &amp; b &lt; c &gt; d &amp;amp;"
+
+
+def test_answer_quote_and_section_title_are_escaped_but_the_quote_markup_is_kept() -> None:
+    answer = Answer(
+        "answered",
+        "Tom & Jerry <script> [1]",
+        (citation(quote="x < y & y > z", section="Q&A <1>"),),
+        DISCLAIMER,
+    )
+    blocks = answer_reply(answer).blocks
+    assert blocks[0]["text"]["text"] == "Tom &amp; Jerry &lt;script&gt; [1]"
+    quote_block = blocks[2]["text"]["text"]
+    assert quote_block == "*[1]* Q&amp;A &lt;1&gt;\n>x &lt; y &amp; y &gt; z"
+
+
+@given(
+    st.text(alphabet=st.sampled_from("ab&<>… \n"), max_size=200),
+    st.integers(min_value=2, max_value=60),
+)
+def test_fit_never_exceeds_the_limit_nor_splits_an_entity(text: str, limit: int) -> None:
+    cut = fit(text, limit)
+    assert len(cut) <= limit
+    if cut != escape_mrkdwn(text):
+        assert cut.endswith("…")
+        # What is left is the escape of a prefix of the text: no half entity such as "&am".
+        body = cut.removesuffix("…")
+        assert any(escape_mrkdwn(text[:i]).rstrip() == body for i in range(len(text)))
+
+
+def test_a_very_long_answer_is_cut_within_slack_limits() -> None:
+    long = "Ketamine & the brain <NMDA>. " * 400
+    answer = Answer(
+        "answered",
+        long,
+        tuple(
+            citation(n, quote=long, section="S&" * 400, url="https://example.org/a?b=1&c=2")
+            for n in range(1, 120)
+        ),
+        DISCLAIMER,
+        tuple(f"Question {n} & more?" * 30 for n in range(40)),
+    )
+    reply = answer_reply(answer)
+    assert_within_slack_limits(reply.blocks, reply.text)
+    assert reply.blocks[0]["text"]["text"].endswith("…")
+    assert ends_with_disclaimer(reply.blocks)
+    assert reply.text.endswith(ESCAPED_DISCLAIMER)
+
+
+@pytest.mark.parametrize("status", ["answered", "no_answer", "refused", "crisis"])
+def test_every_status_carries_the_disclaimer_as_the_last_context_block(status: str) -> None:
+    cites = (citation(),) if status == "answered" else ()
+    reply = answer_reply(
+        Answer(status, "Some reply [1].", cites, DISCLAIMER, ("Another question?",))
+    )  # type: ignore[arg-type]
+    assert ends_with_disclaimer(reply.blocks)
+    assert ESCAPED_DISCLAIMER in reply.text
+
+
+@pytest.mark.parametrize("reply", [notice_reply("Still loading."), usage_reply("/ketamine-faq")])
+def test_usage_and_notices_also_carry_the_disclaimer(reply: Any) -> None:
+    assert ends_with_disclaimer(reply.blocks)
+
+
+def test_crisis_reply_holds_only_the_crisis_message_and_the_disclaimer() -> None:
+    # Even if a crisis Answer were built with article material, none of it may reach Slack.
+    answer = Answer(
+        "crisis", "article text", (citation(),), DISCLAIMER, ("A question from the article?",)
+    )
+    reply = answer_reply(answer)
+    assert [b["type"] for b in reply.blocks] == ["section", "context"]
+    assert reply.blocks[0]["text"]["text"] == escape_mrkdwn(CRISIS_MESSAGE)
+    assert "article" not in json.dumps(reply.as_kwargs()).replace("article, not medical", "")
+
+
+def test_a_citation_links_its_section_only_to_a_safe_http_url() -> None:
+    linked = answer_reply(
+        Answer("answered", "A [1]", (citation(url="https://ex.org/p?a=1&b=|>"),), DISCLAIMER)
+    )
+    assert linked.blocks[2]["text"]["text"].startswith(
+        "*[1]* <https://ex.org/p?a=1&amp;b=%7C%3E|How It Works>\n>"
+    )
+    for url in (None, "javascript:alert(1)", "ftp://ex.org/x", "https://ex.org/" + "a" * 5000):
+        plain = answer_reply(Answer("answered", "A [1]", (citation(url=url),), DISCLAIMER))
+        assert plain.blocks[2]["text"]["text"].startswith("*[1]* How It Works\n>")
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        (f"<@{BOT_USER_ID}> How does it work?", "How does it work?"),
+        (f"<@{BOT_USER_ID}|ragbot>   what &amp; why &lt;3", "what & why <3"),
+        (
+            f"hey <@{BOT_USER_ID}> see <https://ex.org|ex.org> in <#C123|general>",
+            "hey see ex.org in #general",
+        ),
+        (f"<@{BOT_USER_ID}>", ""),
+        ("  <!here>  ", ""),
+    ],
+)
+def test_question_from_slack_drops_mentions_and_unescapes(text: str, question: str) -> None:
+    assert question_from_slack(text) == question
+
+
+# ---------------------------------------------------------------------------------------------
+# Dedupe store
+
+
+def test_recent_keys_reports_a_key_once_until_it_expires() -> None:
+    now = [1000.0]
+    keys = RecentKeys(ttl=600, max_keys=10, clock=lambda: now[0])
+    assert keys.first_time("Ev1") is True
+    assert keys.first_time("Ev1") is False
+    now[0] += 599
+    assert keys.first_time("Ev1") is False
+    now[0] += 2
+    assert keys.first_time("Ev1") is True
+
+
+def test_recent_keys_is_bounded_and_drops_the_oldest() -> None:
+    keys = RecentKeys(ttl=600, max_keys=3)
+    for key in "abcd":
+        assert keys.first_time(key)
+    assert len(keys) == 3
+    assert keys.first_time("a") is True  # dropped to make room, so new again
+    assert keys.first_time("d") is False
+
+
+def test_recent_keys_lets_exactly_one_of_many_racing_threads_through() -> None:
+    keys = RecentKeys()
+    results: list[bool] = []
+    start = threading.Barrier(16)
+
+    def race() -> None:
+        start.wait()
+        results.append(keys.first_time("Ev-race"))
+
+    threads = [threading.Thread(target=race) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+
+
+def test_bolt_itself_rejects_a_bad_signature_before_any_web_api_call() -> None:
+    with SlackStub() as stub:
+        settings = Settings(
+            slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=stub.api_url
+        )
+        bolt = build_bolt_app(settings, lambda: None)
+        body = event_body(mention("C0BOLT", message_ts(), QUESTION)).decode()
+        headers = {"content-type": "application/json", **sign("another-secret", body.encode())}
+        assert bolt.dispatch(BoltRequest(body=body, headers=headers)).status == 401
+        assert stub.calls == []
+
+
+class FailingPipeline:
+    """Stands in for a Pipeline whose ask() raises."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def ask(self, question: str) -> Answer:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "expected"),
+    [
+        (None, LOADING_MESSAGE),
+        (FailingPipeline(RuntimeError("boom")), ERROR_MESSAGE),
+        (
+            FailingPipeline(InvalidQuestion("question is 2000 characters; the limit is 1000")),
+            "I can't take that question: question is 2000 characters; the limit is 1000.",
+        ),
+    ],
+    ids=["index-loading", "unexpected-error", "invalid-question"],
+)
+def test_a_mention_still_gets_a_reply_with_the_disclaimer_when_no_answer_can_be_made(
+    pipeline: Any, expected: str
+) -> None:
+    with SlackStub() as stub:
+        settings = Settings(
+            slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=stub.api_url
+        )
+        bolt = build_bolt_app(settings, lambda: pipeline)
+        channel, ts = unique("C0FAIL"), message_ts()
+        body = event_body(mention(channel, ts, QUESTION))
+        headers = {"content-type": "application/json", **sign(SECRET, body)}
+        assert bolt.dispatch(BoltRequest(body=body.decode(), headers=headers)).status == 200
+        [reply] = replies(stub, channel)
+        settle(stub, channel, ts)
+    assert reply.payload["blocks"][0]["text"]["text"] == escape_mrkdwn(expected)
+    assert ends_with_disclaimer(reply.payload["blocks"])
+
+
+def test_the_manifest_declares_the_scopes_events_command_and_request_urls(repo_root: Path) -> None:
+    manifest = yaml.safe_load((repo_root / "slack-app-manifest.yaml").read_text("utf-8"))
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "app_mentions:read",
+        "chat:write",
+        "im:history",
+        "im:read",
+        "reactions:write",
+        "commands",
+    }
+    events = manifest["settings"]["event_subscriptions"]
+    assert set(events["bot_events"]) == {"app_mention", "message.im"}
+    [command] = manifest["features"]["slash_commands"]
+    assert command["command"] == Settings.model_fields["slack_command"].default
+    assert events["request_url"].endswith("/slack/events") and command["url"].endswith(
+        "/slack/events"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The running service against the stub (real model)
+
+
+@pytest.fixture(scope="module")
+def pipeline(real_settings: Settings, real_embedder: Any) -> Pipeline:
+    return Pipeline.load(real_settings, embedder=real_embedder)
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[SlackStub]:
+    with SlackStub() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def service(real_settings: Settings, pipeline: Pipeline, stub: SlackStub) -> Iterator[str]:
+    with serve(create_app(slack_settings(real_settings, stub), pipeline)) as base:
+        yield base
+
+
+@pytest.mark.model
+def test_a_signed_mention_gets_exactly_one_threaded_reply_with_answer_quote_and_disclaimer(
+    service: str, stub: SlackStub
+) -> None:
+    channel, ts = unique("C0MENTION"), message_ts()
+    response = post_signed(service, event_body(mention(channel, ts, QUESTION)))
+    assert response.status_code == 200
+
+    [reply] = replies(stub, channel)
+    settle(stub, channel, ts)
+    assert reply.payload["thread_ts"] == ts
+    blocks = reply.payload["blocks"]
+    assert "[1]" in blocks[0]["text"]["text"]
+    assert any(t.startswith("*[1]* ") and "\n>" in t for t in texts_of(blocks))
+    assert ends_with_disclaimer(blocks)
+    assert_within_slack_limits(blocks, reply.payload["text"])
+    [reaction] = in_channel(stub.calls_to("reactions.add"), "reactions.add", channel)
+    assert reaction.payload["name"] == WORKING_REACTION and reaction.payload["timestamp"] == ts
+    assert len(replies(stub, channel)) == 1
+
+
+@pytest.mark.model
+def test_a_mention_inside_a_thread_is_answered_in_that_thread(
+    service: str, stub: SlackStub
+) -> None:
+    channel, parent, ts = unique("C0THREAD"), message_ts(), message_ts()
+    post_signed(service, event_body(mention(channel, ts, QUESTION, thread_ts=parent)))
+    [reply] = replies(stub, channel)
+    assert reply.payload["thread_ts"] == parent
+
+
+@pytest.mark.model
+def test_retried_or_duplicated_deliveries_never_get_a_second_reply(
+    service: str, stub: SlackStub
+) -> None:
+    channel, ts, event_id = unique("C0RETRY"), message_ts(), unique("Ev")
+    body = event_body(mention(channel, ts, QUESTION), event_id)
+    assert post_signed(service, body).status_code == 200
+    assert post_signed(service, body).status_code == 200  # a duplicate while the first is in flight
+    replies(stub, channel)
+    retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    assert post_signed(service, body, extra_headers=retry).status_code == 200
+    # The same message delivered again under another event_id (e.g. mention and message.im).
+    assert post_signed(service, event_body(mention(channel, ts, QUESTION))).status_code == 200
+
+    # A later message in the same channel is answered; by then any duplicate would have shown.
+    sentinel = message_ts()
+    post_signed(service, event_body(mention(channel, sentinel, QUESTION)))
+    replies(stub, channel, count=2)
+    settle(stub, channel, sentinel)
+    settle(stub, channel, ts)
+    posts = in_channel(stub.calls, "chat.postMessage", channel)
+    assert [p.payload["thread_ts"] for p in posts] == [ts, sentinel]
+    reactions = in_channel(stub.calls, "reactions.add", channel)
+    assert sorted(r.payload["timestamp"] for r in reactions) == sorted([ts, sentinel])
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    "forgery", ["wrong_secret", "stale_timestamp", "body_altered", "no_signature"]
+)
+def test_forged_stale_or_altered_requests_get_401_and_reach_no_slack_api(
+    service: str, stub: SlackStub, forgery: str
+) -> None:
+    channel, ts, event_id = unique("C0FORGED"), message_ts(), unique("Ev")
+    body = event_body(mention(channel, ts, QUESTION), event_id)
+    headers = {"Content-Type": "application/json", **sign(SECRET, body)}
+    sent = body
+    if forgery == "wrong_secret":
+        headers.update(sign("not-the-secret", body))
+    elif forgery == "stale_timestamp":
+        headers.update(sign(SECRET, body, timestamp=int(time.time()) - 6 * 60))
+    elif forgery == "body_altered":
+        sent = body.replace(QUESTION.encode(), b"I want to end my life")
+    else:
+        headers = {"Content-Type": "application/json"}
+    response = httpx.post(f"{service}/slack/events", content=sent, headers=headers, timeout=10)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_signature"
+    # The genuine delivery of that same event_id is then answered: the forgery recorded nothing.
+    sentinel_ts = message_ts()
+    post_signed(service, event_body(mention(channel, sentinel_ts, QUESTION), event_id))
+    replies(stub, channel)
+    settle(stub, channel, sentinel_ts)
+    touched = [c for c in stub.calls if c.payload.get("channel") == channel]
+    assert {c.payload.get("thread_ts") or c.payload.get("timestamp") for c in touched} == {
+        sentinel_ts
+    }
+
+
+@pytest.mark.model
+def test_url_verification_challenge_is_answered(service: str) -> None:
+    body = json.dumps(
+        {
+            "token": "legacy",
+            "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+            "type": "url_verification",
+        }
+    ).encode()
+    response = post_signed(service, body)
+    assert response.status_code == 200
+    assert response.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+
+
+def command_body(stub: SlackStub, name: str, text: str, command: str = "/ketamine-faq") -> bytes:
+    return urlencode(
+        {
+            "token": "legacy",
+            "team_id": TEAM_ID,
+            "team_domain": "test",
+            "channel_id": "C0CMD",
+            "channel_name": "general",
+            "user_id": "U0HUMAN01",
+            "user_name": "pat",
+            "command": command,
+            "text": text,
+            "api_app_id": "A0TEST",
+            "response_url": stub.response_url(name),
+            "trigger_id": "1.2.3",
+        }
+    ).encode()
+
+
+def responses(stub: SlackStub, name: str) -> list[Call]:
+    calls = stub.wait_for(lambda calls: any(c.path.endswith(f"/{name}") for c in calls), WAIT)
+    return [c for c in calls if c.path.endswith(f"/{name}")]
+
+
+@pytest.mark.model
+def test_slash_command_is_acknowledged_within_3_seconds_and_answered_via_response_url(
+    service: str, stub: SlackStub
+) -> None:
+    name = unique("cmd")
+    started = time.perf_counter()
+    ack = post_signed(
+        service,
+        command_body(stub, name, QUESTION),
+        content_type="application/x-www-form-urlencoded",
+    )
+    elapsed = time.perf_counter() - started
+
+    assert ack.status_code == 200
+    assert elapsed < ACK_BUDGET_SECONDS
+    assert ack.json() == {"text": WORKING_TEXT, "response_type": "ephemeral"}
+    [reply] = responses(stub, name)
+    assert reply.payload["response_type"] == "ephemeral"
+    assert reply.payload["replace_original"] is False
+    assert "[1]" in reply.payload["blocks"][0]["text"]["text"]
+    assert ends_with_disclaimer(reply.payload["blocks"])
+
+
+@pytest.mark.model
+def test_an_empty_slash_command_gets_the_usage_with_the_disclaimer_at_once(
+    service: str, stub: SlackStub
+) -> None:
+    ack = post_signed(
+        service,
+        command_body(stub, unique("cmd"), "   "),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert ack.status_code == 200
+    assert "/ketamine-faq" in ack.json()["text"]
+    assert ends_with_disclaimer(ack.json()["blocks"])
+
+
+@pytest.mark.model
+def test_a_public_slash_command_answers_in_channel(
+    real_settings: Settings, pipeline: Pipeline, stub: SlackStub
+) -> None:
+    settings = slack_settings(
+        real_settings, stub, slack_command="/ask-article", slack_command_public=True
+    )
+    with serve(create_app(settings, pipeline)) as base:
+        name = unique("pub")
+        ack = post_signed(
+            base,
+            command_body(stub, name, QUESTION, command="/ask-article"),
+            content_type="application/x-www-form-urlencoded",
+        )
+        assert ack.json()["response_type"] == "in_channel"
+        [reply] = responses(stub, name)
+    assert reply.payload["response_type"] == "in_channel"
+    assert ends_with_disclaimer(reply.payload["blocks"])
+
+
+@pytest.mark.model
+def test_a_crisis_message_gets_only_the_crisis_reply_and_the_disclaimer(
+    service: str, stub: SlackStub, pipeline: Pipeline
+) -> None:
+    channel, ts = unique("C0CRISIS"), message_ts()
+    post_signed(service, event_body(mention(channel, ts, "I want to end my life")))
+    [reply] = replies(stub, channel)
+
+    blocks = reply.payload["blocks"]
+    assert [b["type"] for b in blocks] == ["section", "context"]
+    assert blocks[0]["text"]["text"] == escape_mrkdwn(CRISIS_MESSAGE)
+    assert ends_with_disclaimer(blocks)
+    shown = "\n".join([*texts_of(blocks), reply.payload["text"]])
+    article = [s.text for s in pipeline.index.sentences if len(s.text) > 25]
+    assert article and not [s for s in article if escape_mrkdwn(s) in shown or s in shown]
+
+
+@pytest.mark.model
+def test_an_empty_mention_gets_the_usage_reply_with_the_disclaimer(
+    service: str, stub: SlackStub
+) -> None:
+    channel, ts = unique("C0EMPTY"), message_ts()
+    post_signed(service, event_body(mention(channel, ts, "")))
+    [reply] = replies(stub, channel)
+    assert "Ask me a question" in reply.payload["blocks"][0]["text"]["text"]
+    assert ends_with_disclaimer(reply.payload["blocks"])
+
+
+@pytest.mark.model
+def test_a_direct_message_is_answered_in_the_conversation(service: str, stub: SlackStub) -> None:
+    channel, ts = unique("D0DM"), message_ts()
+    post_signed(service, event_body(direct_message(channel, ts, QUESTION)))
+    [reply] = replies(stub, channel)
+    assert "thread_ts" not in reply.payload
+    assert "[1]" in reply.payload["blocks"][0]["text"]["text"]
+    assert ends_with_disclaimer(reply.payload["blocks"])
+
+
+@pytest.mark.model
+def test_bot_own_edited_and_channel_messages_are_ignored(service: str, stub: SlackStub) -> None:
+    channel = unique("D0IGNORE")
+    ignored = [
+        direct_message(channel, message_ts(), QUESTION, bot_id="B0OTHERBOT", subtype="bot_message"),
+        direct_message(channel, message_ts(), QUESTION, bot_id="B0OTHERBOT"),
+        direct_message(channel, message_ts(), QUESTION, user=BOT_USER_ID, bot_id=BOT_ID),
+        direct_message(channel, message_ts(), QUESTION, user=BOT_USER_ID),
+        direct_message(channel, message_ts(), QUESTION, subtype="message_changed"),
+        direct_message(channel, message_ts(), QUESTION, subtype="message_deleted"),
+        direct_message(channel, message_ts(), QUESTION, channel_type="channel"),
+        mention(channel, message_ts(), QUESTION, bot_id="B0OTHERBOT"),
+    ]
+    for event in ignored:
+        assert post_signed(service, event_body(event)).status_code == 200
+
+    sentinel = message_ts()
+    post_signed(service, event_body(direct_message(channel, sentinel, QUESTION)))
+    replies(stub, channel)
+    settle(stub, channel, sentinel)
+    reacted = [c.payload["timestamp"] for c in in_channel(stub.calls, "reactions.add", channel)]
+    assert reacted == [sentinel]
+    assert len(in_channel(stub.calls, "chat.postMessage", channel)) == 1
+
+
+@pytest.mark.model
+def test_slack_is_off_without_its_secrets_and_the_rest_still_serves(
+    real_settings: Settings, pipeline: Pipeline
+) -> None:
+    settings = Settings(
+        corpus_dir=real_settings.corpus_dir,
+        index_dir=real_settings.index_dir,
+        slack_bot_token=None,
+        slack_signing_secret=SECRET,
+    )
+    with serve(create_app(settings, pipeline)) as base:
+        body = json.dumps({"type": "url_verification", "challenge": "x"}).encode()
+        response = httpx.post(
+            f"{base}/slack/events", content=body, headers=sign(SECRET, body), timeout=10
+        )
+        ready = httpx.get(f"{base}/readyz", timeout=10)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert ready.status_code == 200 and ready.json()["slack"] is False
