@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
     try:
         settings = Settings()
         return int(args.func(args, settings))
@@ -81,7 +82,7 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
     from ragbot.index import build_index
     from ragbot.pipeline import load_embedder
 
-    embedder = load_embedder(settings, progress=True)
+    embedder = load_embedder(settings, progress=True, for_build=True)
     report = build_index(settings, embedder, progress=lambda msg: print(msg, file=sys.stderr))
     print(
         f"built {report.path}\n"
@@ -175,12 +176,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from ragbot.api import create_app
 
-    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    from ragbot.api.app import json_log_formatter
+
+    updates: dict[str, object] = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if args.no_build:
         updates["auto_build"] = False
     settings = settings.model_copy(update=updates)
+    # Structured logs: one JSON object a line on stderr, uvicorn's own lines included.
+    handler = logging.StreamHandler()
+    handler.setFormatter(json_log_formatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    for noisy in ("bm25s", "sentence_transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
-                log_level="info", access_log=False)
+                log_config=None, access_log=False)
     return EXIT_OK
 
 

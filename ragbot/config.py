@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     hnsw_m: int = Field(32, ge=4, le=128, description="HNSW graph degree (index_type=hnsw).")
     hnsw_ef_search: int = Field(64, ge=8, le=1024, description="HNSW search breadth (index_type=hnsw).")
     embed_batch_size: int = Field(64, ge=1, le=1024, description="Texts per embedding batch.")
+    torch_threads: int = Field(
+        1, ge=0, le=64, description="CPU threads per model call when serving (0: torch's default); builds use all."
+    )
 
     # Answers
     max_sentences: int = Field(3, ge=1, le=3, description="Most sentences in an answer.")

