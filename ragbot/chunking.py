@@ -127,6 +127,10 @@ def chunk_section(doc: Document, section: Section, sentences: Sequence[Sentence]
         if j + 1 >= n:
             break
         i = max(i + 1, j + 1 - cfg.overlap)
+        # Share fewer sentences when the next new one does not fit beside them all: a chunk of
+        # only shared sentences would repeat a passage its predecessor already holds.
+        while i <= j and not _fits(doc.text[sentences[i].start : sentences[j + 1].end], cfg):
+            i += 1
     return chunks
 
 

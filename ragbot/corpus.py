@@ -246,7 +246,7 @@ def html_blocks(raw: str) -> tuple[dict[str, object], list[Block]]:
     reader.close()
     reader._flush()
     meta = dict(reader.meta)
-    # <title> usually carries the site name ("Article | Site"); the page's <h1> is the article's own.
+    # <title> usually carries the site name ("Article | Site"); the <h1> is the article's own.
     h1 = next((b.text for b in reader.blocks if b.kind == "heading" and b.level == 1), None)
     html_title = meta.pop("html_title", None)
     if h1 or html_title:

@@ -38,7 +38,7 @@ from ragbot.errors import BuildError, IndexCorrupt, IndexMismatch, IndexMissing,
 from ragbot.models import Chunk, Document, Kind, Section, Sentence
 
 FORMAT_VERSION = 1
-SPLITTER_VERSION = 2  # bump when splitting, cleaning or what is embedded changes
+SPLITTER_VERSION = 3  # bump when splitting, cleaning or what is embedded changes
 KINDS: tuple[Kind, ...] = ("chunks", "sentences", "headings")  # type: ignore[assignment]
 HNSW_EF_CONSTRUCTION = 80  # FAISS default is 40; 80 buys recall for a one-off build cost
 

@@ -1,0 +1,112 @@
+"""Shared fixtures: paths, a Settings factory, the fast fake embedder and the real model.
+
+Fixtures that need the real model (`real_embedder`, `real_index_dir`, `real_settings`,
+`real_index`) are session-scoped, so the model loads once and the shipped corpus is embedded
+once per run; a test that uses any of them is marked `model` automatically, so
+`pytest -m "not model"` stays fast. Treat the real index as read-only: copy it to change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragbot.config import Settings
+from ragbot.embeddings import Embedder, HashingEmbedder
+
+REAL_MODEL_FIXTURES = frozenset({"real_embedder", "real_index_dir", "real_settings", "real_index"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that loads the real model `model`, so `-m "not model"` deselects it."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The project root of this clone (wherever it was cloned)."""
+    return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shipped_corpus_dir(repo_root: Path) -> Path:
+    """The corpus folder that ships with the project."""
+    return repo_root / "corpus"
+
+
+@pytest.fixture(scope="session")
+def corpus_source_dir(repo_root: Path) -> Path:
+    """`../shared/corpus-source`: the article as published, page furniture included."""
+    folder = repo_root.parent / "shared" / "corpus-source"
+    if not folder.is_dir():
+        pytest.fail(f"{folder} is missing: every checkout of ragbot has ../shared next to it")
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings and embedders
+
+
+@pytest.fixture
+def settings(tmp_path: Path, shipped_corpus_dir: Path) -> Callable[..., Settings]:
+    """A factory: `settings(**overrides)` -> Settings over the shipped corpus, index in tmp_path.
+
+    Every call with the same overrides points at the same index folder, so a test can build with
+    one Settings and load with another (say, a different `chunk_tokens`).
+    """
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"corpus_dir": shipped_corpus_dir, "index_dir": tmp_path / "index"}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def hashing_embedder() -> HashingEmbedder:
+    """The deterministic bag-of-words fake: no model, milliseconds per build."""
+    return HashingEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> Embedder:
+    """all-MiniLM-L6-v2 from the installed package, loaded once per test session."""
+    from ragbot.pipeline import load_embedder
+
+    return load_embedder(Settings())
+
+
+@pytest.fixture(scope="session")
+def real_index_dir(
+    tmp_path_factory: pytest.TempPathFactory, shipped_corpus_dir: Path, real_embedder: Embedder
+) -> Path:
+    """An index folder holding the shipped corpus built with the real model (read-only)."""
+    from ragbot.index import build_index
+
+    index_dir = tmp_path_factory.mktemp("real-index") / "index"
+    build_index(Settings(corpus_dir=shipped_corpus_dir, index_dir=index_dir), real_embedder)
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def real_settings(shipped_corpus_dir: Path, real_index_dir: Path) -> Settings:
+    """Settings that point at the shipped corpus and the real-model index."""
+    return Settings(corpus_dir=shipped_corpus_dir, index_dir=real_index_dir)
+
+
+@pytest.fixture(scope="session")
+def real_index(real_settings: Settings, real_embedder: Embedder) -> Any:
+    """The real-model index of the shipped corpus, loaded and checked (ragbot.index.Index)."""
+    from ragbot.index import load_index
+
+    return load_index(real_settings, real_embedder)
