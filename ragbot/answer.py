@@ -27,7 +27,7 @@ class AnswerPolicy:
     """The tunables of composition (settings; the evaluation chooses them)."""
 
     max_sentences: int = 3
-    min_relevance: float = 0.30
+    min_relevance: float = 0.22
     unknown_penalty: float = 0.6
     extra_ratio: float = EXTRA_SENTENCE_RATIO
     other_section_ratio: float = OTHER_SECTION_RATIO

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     # Answers
     max_sentences: int = Field(3, ge=1, le=3, description="Most sentences in an answer.")
     min_relevance: float = Field(
-        0.30, ge=-1.0, le=1.0, description="Least relevance before answering; below it, no_answer (see README)."
+        0.22, ge=-1.0, le=1.0, description="Least relevance before answering; below it, no_answer (see README)."
     )
     unknown_penalty: float = Field(
         0.6, ge=0.0, le=5.0, description="Relevance lost per share of question topic words absent from the corpus."
