@@ -43,7 +43,9 @@ def relevance(retrieval: Retrieval, policy: AnswerPolicy) -> float:
     penalty for the share of the question's topic words that the article never uses ("Is ketamine
     FDA approved?" is close to the article in meaning, but "FDA" and "approved" are not in it)."""
     if retrieval.foreign_terms:
-        return -1.0  # it asks about another drug, an insurer, a price: a subject the article never names
+        return (
+            -1.0
+        )  # it asks about another drug, an insurer, a price: a subject the article never names
     unknown_share = len(retrieval.unknown_terms) / max(1, retrieval.content_terms)
     return retrieval.best_dense - policy.unknown_penalty * unknown_share
 
@@ -53,7 +55,9 @@ def is_answerable(retrieval: Retrieval, policy: AnswerPolicy) -> bool:
     return bool(retrieval.sentences) and relevance(retrieval, policy) >= policy.min_relevance
 
 
-def select_sentences(retrieval: Retrieval, index: Index, policy: AnswerPolicy) -> list[tuple[Sentence, float]]:
+def select_sentences(
+    retrieval: Retrieval, index: Index, policy: AnswerPolicy
+) -> list[tuple[Sentence, float]]:
     """The sentences to quote: from the best section only, in document order, with their scores."""
     best_section = retrieval.sections[0][0]
     ranked: list[Hit] = [h for h in retrieval.sentences if h.section_id == best_section]
@@ -81,7 +85,9 @@ def select_sentences(retrieval: Retrieval, index: Index, policy: AnswerPolicy) -
         if len(chosen) >= budget or hit.score < policy.extra_ratio * top.score:
             break
         same_section = hit.section_id == best_section
-        if hit.ref not in chosen and (same_section or hit.score >= policy.other_section_ratio * top.score):
+        if hit.ref not in chosen and (
+            same_section or hit.score >= policy.other_section_ratio * top.score
+        ):
             add_with_context(hit.ref, hit.score)
     sentences = [(index.sentence_by_id[sid], score) for sid, score in chosen.items()]
     return sorted(sentences, key=lambda pair: (pair[0].doc_id, pair[0].start))
@@ -92,10 +98,18 @@ def _previous(index: Index, sent: Sentence) -> Sentence | None:
     return siblings[sent.ordinal - 1] if sent.ordinal > 0 else None
 
 
-def compose(retrieval: Retrieval, index: Index, policy: AnswerPolicy, suggestions: int = 3) -> Answer:
+def compose(
+    retrieval: Retrieval, index: Index, policy: AnswerPolicy, suggestions: int = 3
+) -> Answer:
     """An answered reply quoting the chosen sentences, or a no_answer reply with no citations."""
     if not is_answerable(retrieval, policy):
-        return Answer("no_answer", NO_ANSWER_MESSAGE, (), DISCLAIMER, tuple(default_suggestions(index, suggestions)))
+        return Answer(
+            "no_answer",
+            NO_ANSWER_MESSAGE,
+            (),
+            DISCLAIMER,
+            tuple(default_suggestions(index, suggestions)),
+        )
     chosen = select_sentences(retrieval, index, policy)
     parts: list[str] = []
     citations: list[Citation] = []
@@ -117,9 +131,14 @@ def compose(retrieval: Retrieval, index: Index, policy: AnswerPolicy, suggestion
             )
         )
     used = {retrieval.sections[0][0]}
-    follow_ups = [index.sections[sid].heading for sid, _ in retrieval.sections
-                  if sid not in used and index.sections[sid].heading.endswith("?")]
-    return Answer("answered", " ".join(parts), tuple(citations), DISCLAIMER, tuple(follow_ups[:suggestions]))
+    follow_ups = [
+        index.sections[sid].heading
+        for sid, _ in retrieval.sections
+        if sid not in used and index.sections[sid].heading.endswith("?")
+    ]
+    return Answer(
+        "answered", " ".join(parts), tuple(citations), DISCLAIMER, tuple(follow_ups[:suggestions])
+    )
 
 
 def default_suggestions(index: Index, n: int) -> list[str]:

@@ -17,8 +17,45 @@ from ragbot.models import Chunk, Document, Section, Sentence
 
 # Words whose full stop does not end a sentence.
 ABBREVIATIONS = frozenset(
-    "dr mr mrs ms prof sr jr st vs etc e.g i.e approx dept fig inc ltd corp vol pp ca cf al"
-    " jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k".split()
+    [
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "vs",
+        "etc",
+        "e.g",
+        "i.e",
+        "approx",
+        "dept",
+        "fig",
+        "inc",
+        "ltd",
+        "corp",
+        "vol",
+        "pp",
+        "ca",
+        "cf",
+        "al",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "u.s",
+        "u.k",
+    ]
 )
 # A candidate boundary: terminal punctuation, closing quotes or brackets, then whitespace.
 _BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+)")
@@ -36,7 +73,9 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
         cursor = p_start
         for match in _BOUNDARY.finditer(text, p_start, p_end):
             stop = match.end()
-            if not _NEXT_STARTS_SENTENCE.match(text, stop, p_end) or _is_abbreviation(text, cursor, match.start()):
+            if not _NEXT_STARTS_SENTENCE.match(text, stop, p_end) or _is_abbreviation(
+                text, cursor, match.start()
+            ):
                 continue
             _append_span(text, spans, cursor, stop)
             cursor = stop
@@ -47,7 +86,7 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
 def _is_abbreviation(text: str, sent_start: int, dot: int) -> bool:
     if text[dot] != ".":
         return False
-    word = re.search(r"[\w.]+$", text[sent_start:dot + 1])
+    word = re.search(r"[\w.]+$", text[sent_start : dot + 1])
     if not word:
         return False
     token = word.group(0).lower().rstrip(".")
@@ -109,7 +148,9 @@ class ChunkerConfig:
     fits_model: Callable[[str], bool] = lambda _text: True
 
 
-def chunk_section(doc: Document, section: Section, sentences: Sequence[Sentence], cfg: ChunkerConfig) -> list[Chunk]:
+def chunk_section(
+    doc: Document, section: Section, sentences: Sequence[Sentence], cfg: ChunkerConfig
+) -> list[Chunk]:
     """Greedy sentence-aligned chunks of one section under the budget, overlapping by sentences."""
     chunks: list[Chunk] = []
     i = 0
@@ -138,7 +179,9 @@ def _fits(text: str, cfg: ChunkerConfig) -> bool:
     return cfg.count_tokens(text) <= cfg.budget and cfg.fits_model(text)
 
 
-def _make_chunk(doc: Document, section: Section, sents: Sequence[Sentence], cfg: ChunkerConfig) -> Chunk:
+def _make_chunk(
+    doc: Document, section: Section, sents: Sequence[Sentence], cfg: ChunkerConfig
+) -> Chunk:
     start, end = sents[0].start, sents[-1].end
     text = doc.text[start:end]
     return Chunk(
@@ -153,7 +196,9 @@ def _make_chunk(doc: Document, section: Section, sents: Sequence[Sentence], cfg:
     )
 
 
-def _windows(doc: Document, section: Section, sent: Sentence, cfg: ChunkerConfig) -> Iterator[Chunk]:
+def _windows(
+    doc: Document, section: Section, sent: Sentence, cfg: ChunkerConfig
+) -> Iterator[Chunk]:
     words = [(m.start() + sent.start, m.end() + sent.start) for m in re.finditer(r"\S+", sent.text)]
     k = 0
     while k < len(words):
@@ -168,7 +213,9 @@ def _windows(doc: Document, section: Section, sent: Sentence, cfg: ChunkerConfig
             words.insert(m + 1, (end, words[m][1]))
         text = doc.text[start:end]
         yield Chunk(
-            chunk_id=short_hash(doc.doc_id, section.section_id, sent.sentence_id, str(start - sent.start)),
+            chunk_id=short_hash(
+                doc.doc_id, section.section_id, sent.sentence_id, str(start - sent.start)
+            ),
             doc_id=doc.doc_id,
             section_id=section.section_id,
             start=start,

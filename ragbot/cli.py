@@ -63,16 +63,22 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP service (builds the index if missing or stale)")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
-    p.add_argument("--no-build", action="store_true", help="fail instead of building a missing index")
+    p.add_argument(
+        "--no-build", action="store_true", help="fail instead of building a missing index"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("eval", help="evaluate over a question set")
-    p.add_argument("--questions", default=None, help="JSON Lines question set (default: the shipped one)")
+    p.add_argument(
+        "--questions", default=None, help="JSON Lines question set (default: the shipped one)"
+    )
     p.add_argument("--url", default=None, help="evaluate a running service instead of in-process")
     p.add_argument("--baseline", action="store_true", help="also measure the naive baselines")
     p.add_argument("--out", default="reports", help="folder for the JSON and Markdown reports")
     p.add_argument("--thresholds", default=None, help="fail (exit 1) when a metric is below these")
-    p.add_argument("--split", choices=["all", "tune", "test"], default="all", help="which part of the set")
+    p.add_argument(
+        "--split", choices=["all", "tune", "test"], default="all", help="which part of the set"
+    )
     p.set_defaults(func=cmd_eval)
     return parser
 
@@ -109,7 +115,9 @@ def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
     m = index.manifest
     print(f"index      {index.path.resolve()}")
     print(f"built      {m['built_at']} in {m['build_seconds']} s  (build {m['build_id']})")
-    print(f"model      {m['model']['name']}  dim {m['model']['dim']}  weights {m['model']['fingerprint'][:12]}")
+    print(
+        f"model      {m['model']['name']}  dim {m['model']['dim']}  weights {m['model']['fingerprint'][:12]}"
+    )
     print(f"faiss      {m['index']['type']}  metric {m['metric']}  normalised {m['normalized']}")
     print(f"chunker    {json.dumps(m['chunker'])}")
     print(f"counts     {json.dumps(m['counts'])}")
@@ -122,7 +130,9 @@ def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
         print(f"document   {doc_id}: {doc['title']} ({doc['source']})")
     for chunk in index.chunks[: args.chunks]:
         section = index.sections[chunk.section_id].heading
-        print(f"\nchunk {chunk.chunk_id}  [{chunk.start}:{chunk.end}]  {chunk.tokens} tokens  § {section}")
+        print(
+            f"\nchunk {chunk.chunk_id}  [{chunk.start}:{chunk.end}]  {chunk.tokens} tokens  § {section}"
+        )
         print(textwrap.indent(textwrap.fill(chunk.text, 96), "  "))
     return EXIT_OK
 
@@ -133,11 +143,13 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
     pipeline = Pipeline.load(settings)
     vector = pipeline.embed_query(args.query)
-    for rank, hit in enumerate(pipeline.retriever.passages(args.query, vector, args.k), start=1):  # type: ignore[arg-type]
+    for rank, hit in enumerate(pipeline.retriever.passages(args.query, vector, args.k), start=1):
         section = pipeline.index.sections[hit.section_id].heading
         dense = f"{hit.dense:.3f}" if hit.dense is not None else "-"
         lexical = f"{hit.lexical:.2f}" if hit.lexical is not None else "-"
-        print(f"{rank}. rrf {hit.score:.4f}  cosine {dense}  bm25 {lexical}  {hit.doc_id}[{hit.start}:{hit.end}]  § {section}")
+        print(
+            f"{rank}. rrf {hit.score:.4f}  cosine {dense}  bm25 {lexical}  {hit.doc_id}[{hit.start}:{hit.end}]  § {section}"
+        )
         print(textwrap.indent(textwrap.fill(hit.text, 96), "   "))
     return EXIT_OK
 
@@ -175,10 +187,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from ragbot.api import create_app
-
     from ragbot.api.app import json_log_formatter
 
-    updates: dict[str, object] = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    updates: dict[str, object] = {
+        k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None
+    }
     if args.no_build:
         updates["auto_build"] = False
     settings = settings.model_copy(update=updates)
@@ -188,8 +201,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     for noisy in ("bm25s", "sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
-                log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        log_config=None,
+        access_log=False,
+    )
     return EXIT_OK
 
 

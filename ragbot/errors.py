@@ -1,18 +1,18 @@
 """The exception tree of ragbot; each class carries the HTTP status it maps to.
 
-    RagbotError (500)
-    ├── BadRequest (400)
-    │   ├── InvalidQuestion (422)
-    │   └── PayloadTooLarge (413)
-    ├── NotFound (404)
-    ├── MethodNotAllowed (405)
-    ├── CorpusError (500)          the corpus folder cannot be read or is empty
-    ├── BuildError (500)           an index build failed; the previous index is untouched
-    └── IndexError_ (503)          the index cannot be used as it is
-        ├── IndexMissing (503)
-        ├── IndexCorrupt (503)
-        ├── IndexMismatch (503)    built with another model, chunker or encoding
-        └── IndexStale (503)       the corpus changed since the build
+RagbotError (500)
+├── BadRequest (400)
+│   ├── InvalidQuestion (422)
+│   └── PayloadTooLarge (413)
+├── NotFound (404)
+├── MethodNotAllowed (405)
+├── CorpusError (500)          the corpus folder cannot be read or is empty
+├── BuildError (500)           an index build failed; the previous index is untouched
+└── IndexError_ (503)          the index cannot be used as it is
+    ├── IndexMissing (503)
+    ├── IndexCorrupt (503)
+    ├── IndexMismatch (503)    built with another model, chunker or encoding
+    └── IndexStale (503)       the corpus changed since the build
 """
 
 from __future__ import annotations

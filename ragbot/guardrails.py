@@ -66,7 +66,9 @@ class Screening:
 def pattern_table() -> tuple[Rule, ...]:
     """The reviewed pattern table, read from ragbot/data/guardrail_patterns.json."""
     raw = json.loads(resources.files(DATA).joinpath("guardrail_patterns.json").read_text("utf-8"))
-    return tuple(Rule(r["label"], re.compile(r["pattern"], re.IGNORECASE), r["why"]) for r in raw["rules"])
+    return tuple(
+        Rule(r["label"], re.compile(r["pattern"], re.IGNORECASE), r["why"]) for r in raw["rules"]
+    )
 
 
 @lru_cache(maxsize=1)

@@ -35,11 +35,11 @@ from ragbot.config import Settings
 from ragbot.corpus import corpus_files, file_hash, load_corpus
 from ragbot.embeddings import Embedder, Vectors, fingerprint, fits_model
 from ragbot.errors import BuildError, IndexCorrupt, IndexMismatch, IndexMissing, IndexStale
-from ragbot.models import Chunk, Document, Kind, Section, Sentence
+from ragbot.models import Chunk, Document, Section, Sentence
 
 FORMAT_VERSION = 1
 SPLITTER_VERSION = 3  # bump when splitting, cleaning or what is embedded changes
-KINDS: tuple[Kind, ...] = ("chunks", "sentences", "headings")  # type: ignore[assignment]
+KINDS: tuple[str, ...] = ("chunks", "sentences", "headings")  # one FAISS file each
 HNSW_EF_CONSTRUCTION = 80  # FAISS default is 40; 80 buys recall for a one-off build cost
 
 
@@ -154,7 +154,9 @@ def build_index(
             sentences.extend(s)
             chunks.extend(c)
         headings = [sec for doc in documents for sec in doc.sections]
-        say(f"{len(documents)} documents, {len(headings)} sections, {len(sentences)} sentences, {len(chunks)} chunks")
+        say(
+            f"{len(documents)} documents, {len(headings)} sections, {len(sentences)} sentences, {len(chunks)} chunks"
+        )
 
         cache = _previous_vectors(root, fingerprint(embedder))
         texts = embedding_texts(documents, sentences, chunks)
@@ -176,7 +178,9 @@ def build_index(
             }
             _write_json(tmp / "records.json", records)
             seconds = time.perf_counter() - started
-            manifest = _manifest(settings, embedder, build_id, documents, headings, sentences, chunks, seconds, tmp)
+            manifest = _manifest(
+                settings, embedder, build_id, documents, headings, sentences, chunks, seconds, tmp
+            )
             _write_json(tmp / "manifest.json", manifest)
             _fsync_dir(tmp)
             final = builds / build_id
@@ -185,7 +189,9 @@ def build_index(
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, Exception) and not isinstance(exc, BuildError):
-                raise BuildError(f"index build failed, previous index left as it was: {exc}") from exc
+                raise BuildError(
+                    f"index build failed, previous index left as it was: {exc}"
+                ) from exc
             raise
         _prune_builds(builds, keep=final)
     return BuildReport(
@@ -222,7 +228,9 @@ def _remove_leftovers(builds: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _previous_vectors(root: Path, model_fingerprint: str) -> dict[str, dict[tuple[str, str], Vectors]]:
+def _previous_vectors(
+    root: Path, model_fingerprint: str
+) -> dict[str, dict[tuple[str, str], Vectors]]:
     """Vectors of the current build keyed by (id, text), when it was built with the same model."""
     try:
         previous = load_index_files(root / "current")
@@ -284,7 +292,9 @@ def _embed_with_cache(
     if missing:
         fresh = embedder.embed([items[i][1] for i in missing])
         if fresh.shape != (len(missing), embedder.dim):
-            raise BuildError(f"embedder returned shape {fresh.shape}, expected ({len(missing)}, {embedder.dim})")
+            raise BuildError(
+                f"embedder returned shape {fresh.shape}, expected ({len(missing)}, {embedder.dim})"
+            )
         vectors[missing] = fresh
     return vectors, len(missing)
 
@@ -402,7 +412,12 @@ def _manifest(
         },
         "chunker": expected_chunker(settings),
         "documents": {
-            d.doc_id: {"source": d.source, "content_hash": d.content_hash, "title": d.title, "url": d.url}
+            d.doc_id: {
+                "source": d.source,
+                "content_hash": d.content_hash,
+                "title": d.title,
+                "url": d.url,
+            }
             for d in documents
         },
         "counts": {
@@ -421,7 +436,9 @@ def _manifest(
 # Load
 
 
-def load_index(settings: Settings, embedder: Embedder | None = None, *, check_corpus: bool = True) -> Index:
+def load_index(
+    settings: Settings, embedder: Embedder | None = None, *, check_corpus: bool = True
+) -> Index:
     """Load the current index and check it against the settings, the model and the corpus."""
     root = settings.index_dir
     current = root / "current"
@@ -434,13 +451,19 @@ def load_index(settings: Settings, embedder: Embedder | None = None, *, check_co
         got = {k: m["model"].get(k) for k in want}
         if got != want:
             diff = ", ".join(f"{k} {got[k]!r} != {want[k]!r}" for k in want if got[k] != want[k])
-            raise IndexMismatch(f"{root} was built with a different model ({diff}): run `ragbot build-index`")
+            raise IndexMismatch(
+                f"{root} was built with a different model ({diff}): run `ragbot build-index`"
+            )
     chunker = expected_chunker(settings)
     if m["chunker"] != chunker:
         diff = ", ".join(
-            f"{k} {m['chunker'].get(k)!r} != {v!r}" for k, v in chunker.items() if m["chunker"].get(k) != v
+            f"{k} {m['chunker'].get(k)!r} != {v!r}"
+            for k, v in chunker.items()
+            if m["chunker"].get(k) != v
         )
-        raise IndexMismatch(f"{root} was built with other chunker settings ({diff}): run `ragbot build-index`")
+        raise IndexMismatch(
+            f"{root} was built with other chunker settings ({diff}): run `ragbot build-index`"
+        )
     if m["index"]["type"] != settings.index_type:
         raise IndexMismatch(
             f"{root} is a {m['index']['type']} index but settings ask for {settings.index_type}: "
@@ -462,9 +485,14 @@ def check_fresh(manifest: dict[str, Any], corpus_dir: Path, root: Path) -> None:
     removed = sorted(set(built) - set(now))
     changed = sorted(k for k in set(now) & set(built) if now[k] != built[k])
     if added or removed or changed:
-        parts = [f"{label}: {', '.join(names)}" for label, names in
-                 (("added", added), ("removed", removed), ("changed", changed)) if names]
-        raise IndexStale(f"{root} is stale against {corpus_dir} ({'; '.join(parts)}): run `ragbot build-index`")
+        parts = [
+            f"{label}: {', '.join(names)}"
+            for label, names in (("added", added), ("removed", removed), ("changed", changed))
+            if names
+        ]
+        raise IndexStale(
+            f"{root} is stale against {corpus_dir} ({'; '.join(parts)}): run `ragbot build-index`"
+        )
 
 
 def load_index_files(folder: Path) -> Index:
@@ -476,7 +504,9 @@ def load_index_files(folder: Path) -> Index:
     except FileNotFoundError as exc:
         raise IndexCorrupt(f"{folder} has no manifest.json: run `ragbot build-index`") from exc
     except (OSError, ValueError) as exc:
-        raise IndexCorrupt(f"{folder}/manifest.json is unreadable ({exc}): run `ragbot build-index`") from exc
+        raise IndexCorrupt(
+            f"{folder}/manifest.json is unreadable ({exc}): run `ragbot build-index`"
+        ) from exc
     if manifest.get("format") != FORMAT_VERSION:
         raise IndexMismatch(
             f"{folder} has index format {manifest.get('format')!r}, this ragbot reads {FORMAT_VERSION}: "
@@ -487,7 +517,9 @@ def load_index_files(folder: Path) -> Index:
         if not path.is_file():
             raise IndexCorrupt(f"{folder} lacks {name}: run `ragbot build-index`")
         if file_hash(path) != digest:
-            raise IndexCorrupt(f"{folder}/{name} does not match its manifest hash: run `ragbot build-index`")
+            raise IndexCorrupt(
+                f"{folder}/{name} does not match its manifest hash: run `ragbot build-index`"
+            )
     try:
         records = json.loads((folder / "records.json").read_text(encoding="utf-8"))
         documents = {}
@@ -496,7 +528,9 @@ def load_index_files(folder: Path) -> Index:
             raw["sections"] = tuple(Section(**s) for s in raw["sections"])
             documents[raw["doc_id"]] = Document(**raw)
         sentences = [Sentence(**s) for s in records["sentences"]]
-        chunks = [Chunk(**{**c, "sentence_ids": tuple(c["sentence_ids"])}) for c in records["chunks"]]
+        chunks = [
+            Chunk(**{**c, "sentence_ids": tuple(c["sentence_ids"])}) for c in records["chunks"]
+        ]
         indexes = {kind: faiss.read_index(str(folder / f"{kind}.faiss")) for kind in KINDS}
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexCorrupt(f"{folder} cannot be read ({exc}): run `ragbot build-index`") from exc

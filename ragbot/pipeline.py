@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ragbot.answer import AnswerPolicy, compose, default_suggestions
 from ragbot.config import Settings
-from ragbot.embeddings import Embedder, SentenceTransformerEmbedder
+from ragbot.embeddings import Embedder, SentenceTransformerEmbedder, Vectors
 from ragbot.errors import InvalidQuestion
 from ragbot.guardrails import CRISIS_MESSAGE, DISCLAIMER, REFUSAL_MESSAGE, Guard
 from ragbot.index import Index, build_index, load_index
@@ -20,7 +20,9 @@ from ragbot.retrieval import Retrieval, Retriever
 log = logging.getLogger("ragbot.pipeline")
 
 
-def load_embedder(settings: Settings, *, progress: bool = False, for_build: bool = False) -> Embedder:
+def load_embedder(
+    settings: Settings, *, progress: bool = False, for_build: bool = False
+) -> Embedder:
     """The configured sentence-transformers model, from local files only."""
     return SentenceTransformerEmbedder(
         settings.resolved_model_path,
@@ -59,8 +61,13 @@ class Pipeline:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, settings: Settings | None = None, *, embedder: Embedder | None = None,
-             build_if_needed: bool = False) -> Pipeline:
+    def load(
+        cls,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        build_if_needed: bool = False,
+    ) -> Pipeline:
         """Load model and index (building the index first when asked and it is missing or stale)."""
         settings = settings or Settings()
         embedder = embedder or load_embedder(settings)
@@ -108,16 +115,20 @@ class Pipeline:
             answer = compose(retrieval, self.index, self.policy, self.settings.suggestions)
         log.info(
             "ask",
-            extra={"status": answer.status, "citations": len(answer.citations),
-                   "ms": round((time.perf_counter() - started) * 1000, 1), "screen": screening.reason
-                   if self.settings.log_questions else screening.verdict},
+            extra={
+                "status": answer.status,
+                "citations": len(answer.citations),
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "screen": screening.reason if self.settings.log_questions else screening.verdict,
+            },
         )
         return answer, retrieval
 
-    def embed_query(self, text: str) -> object:
-        """One model call per question; torch is not re-entrant-friendly, so calls take turns."""
+    def embed_query(self, text: str) -> Vectors:
+        """One model call per question; calls take turns, as more threads only contend for two cores."""
         with self._lock:
-            return self.embedder.embed([text])[0]
+            vector: Vectors = self.embedder.embed([text])[0]
+        return vector
 
     def _suggestions(self) -> tuple[str, ...]:
         return tuple(default_suggestions(self.index, self.settings.suggestions))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -34,7 +34,9 @@ FUSION_WEIGHTS: dict[str, float] = {
 #                    + HEADING_WEIGHT * cosine(question, heading). Chosen on the evaluation set (README).
 LEXICAL_WEIGHT = 0.1
 HEADING_WEIGHT = 0.4
-TITLE_HEADING_MATCH = 0.5  # the introduction has no heading of its own; it counts as a middling match
+TITLE_HEADING_MATCH = (
+    0.5  # the introduction has no heading of its own; it counts as a middling match
+)
 CANDIDATE_SECTIONS = 5  # sections from the fused ranking whose every sentence is re-scored
 # Curly quotes, dashes and the like, mapped so that keyword search sees plain ASCII.
 _PUNCT = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "\u00a0": " "})
@@ -59,14 +61,18 @@ def _stopwords() -> frozenset[str]:
 @lru_cache(maxsize=1)
 def generic_words() -> frozenset[str]:
     """Everyday words that name no topic (ragbot/data/generic_words.json)."""
-    raw = json.loads(resources.files("ragbot.data").joinpath("generic_words.json").read_text("utf-8"))
+    raw = json.loads(
+        resources.files("ragbot.data").joinpath("generic_words.json").read_text("utf-8")
+    )
     return frozenset(raw["words"])
 
 
 @lru_cache(maxsize=1)
 def foreign_topics() -> frozenset[str]:
     """Other drugs, agencies, insurers, prices (ragbot/data/foreign_topics.json)."""
-    raw = json.loads(resources.files("ragbot.data").joinpath("foreign_topics.json").read_text("utf-8"))
+    raw = json.loads(
+        resources.files("ragbot.data").joinpath("foreign_topics.json").read_text("utf-8")
+    )
     return frozenset(raw["topics"])
 
 
@@ -92,7 +98,9 @@ def stems(tokens: Sequence[str]) -> list[str]:
     return list(_stemmer().stemWords(list(tokens)))
 
 
-def rrf(rankings: dict[str, Sequence[K]], weights: dict[str, float], k: int = RRF_K) -> dict[K, float]:
+def rrf(
+    rankings: Mapping[str, Sequence[K]], weights: Mapping[str, float], k: int = RRF_K
+) -> dict[K, float]:
     """Weighted reciprocal rank fusion: sum of weight / (k + rank) over the lists that hold a key."""
     fused: dict[K, float] = {}
     for name, ranking in rankings.items():
@@ -147,15 +155,24 @@ class Retrieval:
     matched_terms: frozenset[str]  # query stems that occur in the corpus
     unknown_terms: tuple[str, ...] = ()  # topic words of the query the corpus never uses
     content_terms: int = 0  # topic words of the query, known or not
-    foreign_terms: tuple[str, ...] = ()  # named subjects (another drug, an insurer) the corpus never names
+    foreign_terms: tuple[
+        str, ...
+    ] = ()  # named subjects (another drug, an insurer) the corpus never names
 
 
 class Retriever:
     """Hybrid search over a loaded index."""
 
-    def __init__(self, index: Index, *, candidates: int = 30, rrf_k: int = RRF_K,
-                 weights: dict[str, float] | None = None, lexical_weight: float = LEXICAL_WEIGHT,
-                 heading_weight: float = HEADING_WEIGHT) -> None:
+    def __init__(
+        self,
+        index: Index,
+        *,
+        candidates: int = 30,
+        rrf_k: int = RRF_K,
+        weights: dict[str, float] | None = None,
+        lexical_weight: float = LEXICAL_WEIGHT,
+        heading_weight: float = HEADING_WEIGHT,
+    ) -> None:
         self.index = index
         self.lexical_weight = lexical_weight
         self.heading_weight = heading_weight
@@ -169,7 +186,9 @@ class Retriever:
         self.weights = weights or FUSION_WEIGHTS
         # A document's title stands as the heading of its introduction; it matches every question
         # about the topic, so it does not count as a heading match.
-        self._is_heading = [not is_title_section(h, index.documents[h.doc_id]) for h in index.headings]
+        self._is_heading = [
+            not is_title_section(h, index.documents[h.doc_id]) for h in index.headings
+        ]
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.bm25 = {
@@ -177,8 +196,10 @@ class Retriever:
             "chunk": Bm25([c.text for c in index.chunks]),
             "heading": Bm25([h.heading for h in index.headings]),
         }
-        self.vocabulary = sorted({w for s in index.sentences for w in words(s.text)} |
-                                 {w for h in index.headings for w in words(h.heading)})
+        self.vocabulary = sorted(
+            {w for s in index.sentences for w in words(s.text)}
+            | {w for h in index.headings for w in words(h.heading)}
+        )
         self._vocab_set = frozenset(self.vocabulary)
         self._stem_vocab = frozenset(stems(self.vocabulary))
         self._chunks_of: dict[str, list[int]] = {}
@@ -192,10 +213,17 @@ class Retriever:
 
         fixed = []
         for tok in tokens:
-            if tok in self._vocab_set or len(tok) < MIN_TYPO_LENGTH or tok.isdigit() or tok in foreign_topics():
+            if (
+                tok in self._vocab_set
+                or len(tok) < MIN_TYPO_LENGTH
+                or tok.isdigit()
+                or tok in foreign_topics()
+            ):
                 fixed.append(tok)
                 continue
-            match = process.extractOne(tok, self.vocabulary, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE)
+            match = process.extractOne(
+                tok, self.vocabulary, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE
+            )
             fixed.append(match[0] if match else tok)
         return fixed
 
@@ -205,7 +233,9 @@ class Retriever:
         k = self.candidates
         tokens = self.correct(words(question))
         query_stems = stems(tokens)
-        topical = [(t, st) for t, st in zip(tokens, query_stems, strict=True) if t not in generic_words()]
+        topical = [
+            (t, st) for t, st in zip(tokens, query_stems, strict=True) if t not in generic_words()
+        ]
         unknown = tuple(t for t, st in topical if st not in self._stem_vocab)
 
         dense_s = idx.search("sentences", query_vector, k)
@@ -221,11 +251,15 @@ class Retriever:
             "bm25_sentence": _unique(idx.sentences[r].section_id for r, _ in bm25_s),
             "dense_chunk": _unique(idx.chunks[r].section_id for r, _ in dense_c),
             "bm25_chunk": _unique(idx.chunks[r].section_id for r, _ in bm25_c),
-            "dense_heading": [idx.headings[r].section_id for r, _ in dense_h if self._is_heading[r]],
+            "dense_heading": [
+                idx.headings[r].section_id for r, _ in dense_h if self._is_heading[r]
+            ],
             "bm25_heading": [idx.headings[r].section_id for r, _ in bm25_h if self._is_heading[r]],
         }
         section_rrf = rrf(section_rankings, self.weights, self.rrf_k)
-        top_sections = [sid for sid, _ in sorted(section_rrf.items(), key=lambda kv: (-kv[1], kv[0]))]
+        top_sections = [
+            sid for sid, _ in sorted(section_rrf.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
         rows = dict.fromkeys(r for r, _ in [*dense_s, *bm25_s])
         for sid in top_sections[:CANDIDATE_SECTIONS]:
             rows.update(dict.fromkeys(self._rows_of_section[sid]))
@@ -244,8 +278,20 @@ class Retriever:
             heading = float(heading_cos[h]) if self._is_heading[h] else TITLE_HEADING_MATCH
             lex = float(lexical[row]) / top_lexical if top_lexical > 0 else 0.0
             score = float(cos) + self.lexical_weight * lex + self.heading_weight * heading
-            hits.append(Hit("sentence", sent.sentence_id, sent.doc_id, sent.section_id, sent.start, sent.end,
-                            sent.text, score, float(cos), float(lexical[row]) if top_lexical > 0 else None))
+            hits.append(
+                Hit(
+                    "sentence",
+                    sent.sentence_id,
+                    sent.doc_id,
+                    sent.section_id,
+                    sent.start,
+                    sent.end,
+                    sent.text,
+                    score,
+                    float(cos),
+                    float(lexical[row]) if top_lexical > 0 else None,
+                )
+            )
         hits.sort(key=lambda hit: (-hit.score, hit.start))
         sections: dict[str, float] = {}
         for hit in hits:
@@ -256,8 +302,10 @@ class Retriever:
             sentences=hits,
             sections=list(sections.items()),
             best_dense=best_dense,
-            heading_dense=max((float(c) for c, ok in zip(heading_cos, self._is_heading, strict=True) if ok),
-                              default=-1.0),
+            heading_dense=max(
+                (float(c) for c, ok in zip(heading_cos, self._is_heading, strict=True) if ok),
+                default=-1.0,
+            ),
             matched_terms=frozenset(t for t in query_stems if t in self._stem_vocab),
             unknown_terms=unknown,
             foreign_terms=tuple(t for t in unknown if t in foreign_topics()),
@@ -270,21 +318,35 @@ class Retriever:
         tokens = self.correct(words(question))
         dense = idx.search("chunks", query_vector, self.candidates)
         lexical = self.bm25["chunk"].search(stems(tokens), self.candidates)
-        fused = rrf({"dense": [r for r, _ in dense], "bm25": [r for r, _ in lexical]}, {}, self.rrf_k)
+        fused = rrf(
+            {"dense": [r for r, _ in dense], "bm25": [r for r, _ in lexical]}, {}, self.rrf_k
+        )
         dense_of = dict(dense)
         lexical_of = dict(lexical)
         out = []
         for row, score in sorted(fused.items(), key=lambda kv: -kv[1])[:k]:
             chunk: Chunk = idx.chunks[row]
             out.append(
-                Hit("chunk", chunk.chunk_id, chunk.doc_id, chunk.section_id, chunk.start, chunk.end,
-                    chunk.text, score, dense_of.get(row), lexical_of.get(row))
+                Hit(
+                    "chunk",
+                    chunk.chunk_id,
+                    chunk.doc_id,
+                    chunk.section_id,
+                    chunk.start,
+                    chunk.end,
+                    chunk.text,
+                    score,
+                    dense_of.get(row),
+                    lexical_of.get(row),
+                )
             )
         return out
 
 
 def _all_vectors(index: Any) -> Vectors:
-    return index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
+    return (
+        index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
+    )
 
 
 def _unique(ids: Iterable[str]) -> list[str]:

@@ -52,31 +52,45 @@ QUESTIONS = [
 
 
 @pytest.mark.parametrize("question", QUESTIONS)
-def test_answers_are_verbatim_numbered_in_order_and_every_marker_resolves(setup, question: str) -> None:  # type: ignore[no-untyped-def]
+def test_answers_are_verbatim_numbered_in_order_and_every_marker_resolves(
+    setup, question: str
+) -> None:  # type: ignore[no-untyped-def]
     answer, index = answer_for(setup, question)
     assert answer.status == "answered"
     assert 1 <= len(answer.citations) <= 3
     assert [c.id for c in answer.citations] == list(range(1, len(answer.citations) + 1))
-    assert [int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)] == [c.id for c in answer.citations]
+    assert [int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)] == [
+        c.id for c in answer.citations
+    ]
     rebuilt = " ".join(f"{c.quote} [{c.id}]" for c in answer.citations)
     assert answer.answer == rebuilt  # nothing but quotes and markers
     starts = [c.start for c in answer.citations]
-    assert starts == sorted(starts) and len(set(starts)) == len(starts)  # document order, no repeats
+    assert starts == sorted(starts) and len(set(starts)) == len(
+        starts
+    )  # document order, no repeats
     for c in answer.citations:
         assert index.documents[c.doc_id].text[c.start : c.end] == c.quote
     assert answer.disclaimer == DISCLAIMER
 
 
 def test_max_sentences_is_respected(setup) -> None:  # type: ignore[no-untyped-def]
-    answer, _ = answer_for(setup, "ketamine brain effects", AnswerPolicy(min_relevance=-1.0, max_sentences=1, extra_ratio=0.01))
+    answer, _ = answer_for(
+        setup,
+        "ketamine brain effects",
+        AnswerPolicy(min_relevance=-1.0, max_sentences=1, extra_ratio=0.01),
+    )
     assert len(answer.citations) == 1
 
 
 def test_a_leaning_sentence_brings_its_neighbour_first(setup) -> None:  # type: ignore[no-untyped-def]
-    answer, _ = answer_for(setup, "primarily acts NMDA N-methyl-D-aspartate mood regulation thought processes")
+    answer, _ = answer_for(
+        setup, "primarily acts NMDA N-methyl-D-aspartate mood regulation thought processes"
+    )
     quotes = [c.quote for c in answer.citations]
     lean = next(i for i, q in enumerate(quotes) if q.startswith("It primarily acts"))
-    assert lean > 0 and quotes[lean - 1] == "Ketamine’s effects on the brain are considerably unique."
+    assert (
+        lean > 0 and quotes[lean - 1] == "Ketamine’s effects on the brain are considerably unique."
+    )
 
 
 def test_below_the_threshold_the_reply_is_no_answer_without_citations(setup) -> None:  # type: ignore[no-untyped-def]
@@ -88,5 +102,7 @@ def test_below_the_threshold_the_reply_is_no_answer_without_citations(setup) -> 
 
 
 def test_a_question_about_another_drug_is_not_answered(setup) -> None:  # type: ignore[no-untyped-def]
-    answer, _ = answer_for(setup, "How does psilocybin affect the brain?", AnswerPolicy(min_relevance=0.0))
+    answer, _ = answer_for(
+        setup, "How does psilocybin affect the brain?", AnswerPolicy(min_relevance=0.0)
+    )
     assert answer.status == "no_answer"

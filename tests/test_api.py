@@ -9,21 +9,27 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from test_guardrails import CRISIS, MEDICAL_ADVICE, OUT_OF_SCOPE, SENSITIVE_BUT_ANSWERABLE
 
 from ragbot.api import create_app
 from ragbot.guardrails import DISCLAIMER
 from ragbot.pipeline import Pipeline
-from test_guardrails import CRISIS, MEDICAL_ADVICE, OUT_OF_SCOPE, SENSITIVE_BUT_ANSWERABLE
 
 # Questions taken from the article's sections, each with (a fragment of) the sentence that answers it.
 SECTION_QUESTIONS = [
     ("What was ketamine initially developed as?", "initially developed as an anesthetic"),
-    ("How is ketamine different from traditional antidepressants?", "Unlike traditional antidepressants"),
+    (
+        "How is ketamine different from traditional antidepressants?",
+        "Unlike traditional antidepressants",
+    ),
     ("Which receptors does ketamine primarily act on?", "NMDA (N-methyl-D-aspartate) receptors"),
     ("How does ketamine produce an anesthetic effect?", "By blocking these receptors"),
     ("Where do ketamine's antidepressant effects come from?", "increase the levels of glutamate"),
     ("What does the surge in glutamate activity lead to?", "window of neuroplasticity"),
-    ("What happens to ketamine after administration?", "rapidly absorbed and transported to the brain"),
+    (
+        "What happens to ketamine after administration?",
+        "rapidly absorbed and transported to the brain",
+    ),
     ("Why does ketamine cause a dissociative state?", "dissociative state"),
     ("What do AMPA receptors do?", "AMPA receptors"),
     ("Is chronic ketamine use linked to cognitive deficits?", "cognitive deficits"),
@@ -61,7 +67,9 @@ def test_enough_section_questions() -> None:
 
 
 @pytest.mark.parametrize(("question", "expected"), SECTION_QUESTIONS)
-def test_answer_holds_the_sentence_that_answers_the_question(client: TestClient, question: str, expected: str) -> None:
+def test_answer_holds_the_sentence_that_answers_the_question(
+    client: TestClient, question: str, expected: str
+) -> None:
     body = ask(client, question)
     assert body["status"] == "answered"
     assert expected in body["answer"]
@@ -88,7 +96,17 @@ def test_answer_quotes_are_verbatim_slices_of_the_document(
         previous_end = citation["end"]
         assert citation["title"] == doc.title
         assert citation["section"] in {s.heading for s in doc.sections}
-        assert set(citation) == {"id", "doc_id", "title", "section", "quote", "start", "end", "url", "score"}
+        assert set(citation) == {
+            "id",
+            "doc_id",
+            "title",
+            "section",
+            "quote",
+            "start",
+            "end",
+            "url",
+            "score",
+        }
 
 
 def test_a_sentence_that_leans_on_its_neighbour_brings_it_along(client: TestClient) -> None:
@@ -111,7 +129,13 @@ def test_answered_replies_suggest_other_questions_of_the_article(client: TestCli
 
 
 def test_disclaimer_is_byte_identical_on_every_response_of_every_status(client: TestClient) -> None:
-    questions = CRISIS + MEDICAL_ADVICE + OUT_OF_SCOPE + SENSITIVE_BUT_ANSWERABLE + [q for q, _ in SECTION_QUESTIONS]
+    questions = (
+        CRISIS
+        + MEDICAL_ADVICE
+        + OUT_OF_SCOPE
+        + SENSITIVE_BUT_ANSWERABLE
+        + [q for q, _ in SECTION_QUESTIONS]
+    )
     statuses = set()
     for question in questions:
         body = ask(client, question)
@@ -155,14 +179,30 @@ ERROR_CASES = [
     ("list body", {"json": ["question"]}, 422, "invalid_request"),
     ("missing field", {"json": {}}, 422, "invalid_request"),
     ("extra field", {"json": {"question": "hi", "admin": True}}, 422, "invalid_request"),
-    ("invalid JSON", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
-    ("oversized body", {"content": b"x" * 20_000, "headers": {"content-type": "application/json"}}, 413, "payload_too_large"),
+    (
+        "invalid JSON",
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        400,
+        "invalid_json",
+    ),
+    (
+        "oversized body",
+        {"content": b"x" * 20_000, "headers": {"content-type": "application/json"}},
+        413,
+        "payload_too_large",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "kwargs", "status", "code"), ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+@pytest.mark.parametrize(
+    ("case", "kwargs", "status", "code"), ERROR_CASES, ids=[c[0] for c in ERROR_CASES]
+)
 def test_bad_input_gets_a_4xx_in_the_one_error_shape(
-    client: TestClient, case: str, kwargs: dict, status: int, code: str  # type: ignore[type-arg]
+    client: TestClient,
+    case: str,
+    kwargs: dict,
+    status: int,
+    code: str,  # type: ignore[type-arg]
 ) -> None:
     response = client.post("/v1/ask", **kwargs)
     assert response.status_code == status
@@ -176,12 +216,19 @@ def test_bad_input_gets_a_4xx_in_the_one_error_shape(
 
 
 def test_a_question_at_the_limit_is_accepted(client: TestClient) -> None:
-    assert client.post("/v1/ask", json={"question": "ketamine " * 111}).status_code == 200  # 999 chars
+    assert (
+        client.post("/v1/ask", json={"question": "ketamine " * 111}).status_code == 200
+    )  # 999 chars
 
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("get", "/nope", 404), ("post", "/v1/nope", 404), ("get", "/v1/ask", 405), ("delete", "/healthz", 405)],
+    [
+        ("get", "/nope", 404),
+        ("post", "/v1/nope", 404),
+        ("get", "/v1/ask", 405),
+        ("delete", "/healthz", 405),
+    ],
 )
 def test_unknown_routes_and_methods_use_the_same_error_shape(
     client: TestClient, method: str, path: str, status: int
@@ -192,14 +239,19 @@ def test_unknown_routes_and_methods_use_the_same_error_shape(
 
 
 def test_cors_allows_configured_origins_only(client: TestClient) -> None:
-    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
     allowed = client.options("/v1/ask", headers={"Origin": "https://clinic.example", **preflight})
     assert allowed.headers.get("access-control-allow-origin") == "https://clinic.example"
     denied = client.options("/v1/ask", headers={"Origin": "https://evil.example", **preflight})
     assert "access-control-allow-origin" not in denied.headers
 
 
-def test_logs_do_not_store_question_text(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_do_not_store_question_text(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     secret = "my private worry about ketamine and zebras"
     with caplog.at_level(logging.INFO):
         client.post("/v1/ask", json={"question": secret})
@@ -212,6 +264,9 @@ def test_the_service_is_not_ready_until_the_pipeline_is_loaded(real_settings) ->
     app = create_app(real_settings)  # no pipeline handed in, lifespan not yet run: still loading
     loading = TestClient(app)
     assert loading.get("/healthz").status_code == 200  # the process is up...
-    for response in (loading.post("/v1/ask", json={"question": "What is ketamine?"}), loading.get("/readyz")):
+    for response in (
+        loading.post("/v1/ask", json={"question": "What is ketamine?"}),
+        loading.get("/readyz"),
+    ):
         assert response.status_code == 503  # ...but not ready
         assert response.json()["error"]["code"] == "index_unavailable"

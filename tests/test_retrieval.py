@@ -12,7 +12,7 @@ from ragbot.retrieval import Retriever, normalize, rrf, words
     ("raw", "normalised"),
     [
         ("  How   LONG does\tketamine   stay? ", "how long does ketamine stay?"),
-        ("ketamine’s “effects”", "ketamine's \"effects\""),
+        ("ketamine’s “effects”", 'ketamine\'s "effects"'),
         ("N-methyl–D-aspartate", "n-methyl-d-aspartate"),
         ("Ｋｅｔａｍｉｎｅ", "ketamine"),  # full-width letters
     ],
@@ -22,7 +22,12 @@ def test_queries_are_normalised(raw: str, normalised: str) -> None:
 
 
 def test_content_words_drop_stop_words_and_possessives() -> None:
-    assert words("Are ketamine’s effects on the brain lasting?") == ["ketamine", "effects", "brain", "lasting"]
+    assert words("Are ketamine’s effects on the brain lasting?") == [
+        "ketamine",
+        "effects",
+        "brain",
+        "lasting",
+    ]
 
 
 def test_rrf_sums_weighted_reciprocal_ranks() -> None:
@@ -45,9 +50,16 @@ def retriever(settings, hashing_embedder):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     ("typed", "meant"),
-    [("ketamin", "ketamine"), ("neuroplastisity", "neuroplasticity"), ("glutamete", "glutamate"), ("recepters", "receptors")],
+    [
+        ("ketamin", "ketamine"),
+        ("neuroplastisity", "neuroplasticity"),
+        ("glutamete", "glutamate"),
+        ("recepters", "receptors"),
+    ],
 )
-def test_misspellings_are_corrected_against_the_corpus_vocabulary(retriever, typed: str, meant: str) -> None:  # type: ignore[no-untyped-def]
+def test_misspellings_are_corrected_against_the_corpus_vocabulary(
+    retriever, typed: str, meant: str
+) -> None:  # type: ignore[no-untyped-def]
     r, _ = retriever
     assert r.correct([typed]) == [meant]
 

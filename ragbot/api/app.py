@@ -26,7 +26,9 @@ from ragbot.errors import RagbotError
 from ragbot.pipeline import Pipeline
 
 log = logging.getLogger("ragbot.api")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # accept a caller's id only if it is harmless in logs
+REQUEST_ID = re.compile(
+    r"^[A-Za-z0-9._-]{1,64}$"
+)  # accept a caller's id only if it is harmless in logs
 # The model serialises its calls; more threads than this only queue. Bounded so a flood of requests
 # waits instead of piling up threads.
 ASK_THREADS = 8
@@ -106,11 +108,29 @@ def _mount_surfaces(app: FastAPI, settings: Settings) -> None:
         mount_static(app, settings)
 
 
-def error_response(request: Request | None, status: int, code: str, message: str, detail: Any = None,
-                   request_id: str | None = None) -> JSONResponse:
+def error_response(
+    request: Request | None,
+    status: int,
+    code: str,
+    message: str,
+    detail: Any = None,
+    request_id: str | None = None,
+) -> JSONResponse:
     """The one JSON error shape: {"error": {code, message, status, request_id, detail}}."""
-    rid = request_id or (getattr(request.state, "request_id", None) if request is not None else None) or "-"
-    body = {"error": {"code": code, "message": message, "status": status, "request_id": rid, "detail": detail}}
+    rid = (
+        request_id
+        or (getattr(request.state, "request_id", None) if request is not None else None)
+        or "-"
+    )
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "status": status,
+            "request_id": rid,
+            "detail": detail,
+        }
+    }
     return JSONResponse(body, status_code=status, headers={"X-Request-ID": rid})
 
 
@@ -125,8 +145,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(request, 400, "invalid_json", "the request body is not valid JSON")
-        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+            return error_response(
+                request, 400, "invalid_json", "the request body is not valid JSON"
+            )
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in errors
+        ]
         first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
         return error_response(request, 422, "invalid_request", f"{where}: {first['msg']}", detail)
@@ -147,7 +172,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return error_response(request, 500, "internal_error", "something went wrong on our side; try again")
+        return error_response(
+            request, 500, "internal_error", "something went wrong on our side; try again"
+        )
 
 
 class RequestIdMiddleware:
@@ -170,7 +197,9 @@ class RequestIdMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
                 headers.append((b"x-request-id", rid.encode()))
                 message["headers"] = headers
             await send(message)
@@ -180,8 +209,13 @@ class RequestIdMiddleware:
         finally:
             log.info(
                 "request",
-                extra={"request_id": rid, "method": scope["method"], "path": scope["path"],
-                       "status": status_holder["status"], "ms": round((time.perf_counter() - started) * 1000, 1)},
+                extra={
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status_holder["status"],
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                },
             )
 
 
@@ -202,7 +236,9 @@ class BodyLimitMiddleware:
             try:
                 too_big = int(declared) > self.max_bytes
             except ValueError:
-                await error_response(None, 400, "bad_request", "Content-Length is not a number", request_id=rid)(scope, receive, send)
+                await error_response(
+                    None, 400, "bad_request", "Content-Length is not a number", request_id=rid
+                )(scope, receive, send)
                 return
             if too_big:
                 await self._reject(scope, receive, send, rid)
@@ -236,7 +272,11 @@ class BodyLimitMiddleware:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
         response = error_response(
-            None, 413, "payload_too_large", f"the request body is larger than {self.max_bytes} bytes", request_id=rid
+            None,
+            413,
+            "payload_too_large",
+            f"the request body is larger than {self.max_bytes} bytes",
+            request_id=rid,
         )
         await response(scope, receive, send)
 
@@ -248,8 +288,12 @@ def json_log_formatter() -> logging.Formatter:
         SKIP = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
         def format(self, record: logging.LogRecord) -> str:
-            data = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                    "event": record.getMessage()}
+            data = {
+                "time": self.formatTime(record),
+                "level": record.levelname,
+                "logger": record.name,
+                "event": record.getMessage(),
+            }
             data.update({k: v for k, v in record.__dict__.items() if k not in self.SKIP})
             if record.exc_info:
                 data["exc"] = self.formatException(record.exc_info)

@@ -35,7 +35,9 @@ async def ask(body: AskRequest, request: Request, pipeline: PipelineDep) -> AskR
     """Answer with verbatim, cited sentences, or say why not; the disclaimer is always included."""
     question = validate_question(body.question, pipeline.settings.max_question_chars)
     # The model is CPU-bound: run it in a worker thread so the event loop keeps serving /healthz.
-    answer = await anyio.to_thread.run_sync(pipeline.ask, question, limiter=request.app.state.ask_limiter)
+    answer = await anyio.to_thread.run_sync(
+        pipeline.ask, question, limiter=request.app.state.ask_limiter
+    )
     return AskResponse.from_answer(answer, request.state.request_id)
 
 

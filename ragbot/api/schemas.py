@@ -12,9 +12,14 @@ from ragbot.models import Answer
 class AskRequest(BaseModel):
     """A question about the article."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": "How long does ketamine stay in the body?"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"question": "How long does ketamine stay in the body?"}]},
+    )
 
-    question: StrictStr = Field(description="1 to 1,000 characters after trimming (RAGBOT_MAX_QUESTION_CHARS).")
+    question: StrictStr = Field(
+        description="1 to 1,000 characters after trimming (RAGBOT_MAX_QUESTION_CHARS)."
+    )
 
 
 class CitationOut(BaseModel):

@@ -83,7 +83,7 @@ def pipeline_answer_fn(pipeline: Pipeline) -> AnswerFn:
         seconds = time.perf_counter() - started
         if retrieval is None:
             text = validate_question(question, pipeline.settings.max_question_chars)
-            retrieval = pipeline.retriever.retrieve(text, pipeline.embed_query(text))  # type: ignore[arg-type]
+            retrieval = pipeline.retriever.retrieve(text, pipeline.embed_query(text))
         return Outcome(
             answer, tuple(sections[sid].heading for sid, _ in retrieval.sections), seconds
         )
