@@ -78,6 +78,14 @@ def example_table() -> dict[str, list[str]]:
     return {label: list(examples) for label, examples in raw["examples"].items()}
 
 
+# Advice is personal: without one of these words, similarity to an advice phrasing ("ketamine")
+# is only similarity of topic.
+_PERSONAL = re.compile(
+    r"\b(i|i'm|im|i've|ive|me|my|mine|myself|we|our|us|should|shall|can|could|may|dose|dosage|mg|"
+    r"take|taking|mix|combine|start|stop|quit|safe|ok|okay|recommend)\b"
+)
+
+
 def normalize_for_rules(text: str) -> str:
     """Lower case, straight apostrophes, single spaces: what the patterns are written against."""
     text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
@@ -145,6 +153,10 @@ class Guard:
             return Screening("crisis", f"similar to {crisis_example!r}", crisis_sim)
         if rule is not None and rule.label == "refused":
             return Screening("refused", f"pattern: {rule.why}")
-        if advice_sim >= t.refused and advice_sim >= info + t.refused_margin:
+        if (
+            advice_sim >= t.refused
+            and _PERSONAL.search(normalize_for_rules(question))
+            and advice_sim >= info + t.refused_margin
+        ):
             return Screening("refused", f"similar to {advice_example!r}", advice_sim)
         return Screening("ok", "no rule or example matched", max(crisis_sim, advice_sim))
