@@ -13,7 +13,9 @@ from ragbot.retrieval import Retrieval
 # A sentence opening with one of these leans on the sentence before it ("It primarily acts on...").
 _ANAPHORA = re.compile(
     r"^(it|its|it's|this|these|that|those|they|their|such|however|additionally|moreover|furthermore|"
-    r"also|for example|for instance|in addition|as a result|therefore|thus|ultimately)\b",
+    r"also|for example|for instance|in addition|as a result|therefore|thus|ultimately)\b"
+    # ... or points back within its first words: "By blocking these receptors, ..."
+    r"|^(\w+[ ,]+){1,3}(these|those|this|such|the same|it|its|they|their)\b(?! is\b)",
     re.IGNORECASE,
 )
 # An extra sentence joins the reply only if its fused score is this close to the best one's.
@@ -130,7 +132,7 @@ def compose(
                 score=round(score, 6),
             )
         )
-    used = {retrieval.sections[0][0]}
+    used = {index.sentence_by_id[s.sentence_id].section_id for s, _ in chosen}
     follow_ups = [
         index.sections[sid].heading
         for sid, _ in retrieval.sections

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -116,6 +117,8 @@ class Bm25:
     def __init__(self, texts: list[str]) -> None:
         import bm25s
 
+        # bm25s sets its own logger to DEBUG on import; its per-index chatter is noise here.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         self._corpus = [stems(words(t)) for t in texts]
         self._model = bm25s.BM25()
         self.vocab: set[str] = {tok for doc in self._corpus for tok in doc}

@@ -22,6 +22,8 @@ from ragbot.retrieval import Retriever
         ("“It works,” she said.", True),
         ("Ketamine is metabolized quickly in the body.", False),
         ("Items in the list are separate.", False),  # "It" only as a whole word
+        ("By blocking these receptors, ketamine produces an anesthetic effect.", True),
+        ("Upon administration, ketamine is rapidly absorbed.", False),
     ],
 )
 def test_sentences_that_lean_on_their_neighbour_are_recognised(sentence: str, leans: bool) -> None:
