@@ -194,6 +194,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.no_build:
         updates["auto_build"] = False
     settings = settings.model_copy(update=updates)
+    if not settings.auto_build:
+        from ragbot.index import load_index
+
+        load_index(settings)  # fail fast, exit 3, on a missing, stale or corrupt index
     # Structured logs: one JSON object a line on stderr, uvicorn's own lines included.
     handler = logging.StreamHandler()
     handler.setFormatter(json_log_formatter())

@@ -270,3 +270,24 @@ def test_the_service_is_not_ready_until_the_pipeline_is_loaded(real_settings) ->
     ):
         assert response.status_code == 503  # ...but not ready
         assert response.json()["error"]["code"] == "index_unavailable"
+
+
+def test_a_pipeline_that_cannot_load_leaves_health_up_and_says_why_it_is_not_ready(
+    tmp_path, shipped_corpus_dir
+) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from ragbot.config import Settings
+
+    settings = Settings(
+        corpus_dir=shipped_corpus_dir, index_dir=tmp_path / "none", auto_build=False
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200  # up at once, while the model loads
+        deadline = time.monotonic() + 60
+        while client.app.state.load_error is None and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.2)
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert "ragbot build-index" in response.json()["error"]["message"]
+        assert client.get("/healthz").status_code == 200

@@ -18,7 +18,8 @@ def get_pipeline(request: Request) -> Pipeline:
     """The pipeline loaded in the lifespan; 503 until it is."""
     pipeline: Pipeline | None = request.app.state.pipeline
     if pipeline is None:
-        raise IndexError_("the service is still loading its index; try again shortly")
+        error = request.app.state.load_error
+        raise IndexError_(error or "the service is still loading its index; try again shortly")
     return pipeline
 
 
