@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragbot.guardrails import DISCLAIMER, NO_ANSWER_MESSAGE
@@ -57,10 +58,29 @@ def is_answerable(retrieval: Retrieval, policy: AnswerPolicy) -> bool:
     return bool(retrieval.sentences) and relevance(retrieval, policy) >= policy.min_relevance
 
 
+_PART_BREAK = re.compile(
+    r"\?\s+(?=\S)|;\s+|,?\s+(?:and|also|plus|but)\s+(?=(?:how|what|why|when|where|which|who|is|are|does|do|"
+    r"can|could|will|would)\b)",
+    re.IGNORECASE,
+)
+MIN_PART_WORDS = 3  # "and why?" is no question of its own
+
+
+def split_question(question: str) -> list[str]:
+    """The parts of a multi-part question ("How does it work, and how fast does it help?"), or []."""
+    parts = [p.strip(" ,.?!") for p in _PART_BREAK.split(question)]
+    parts = [p for p in parts if len(p.split()) >= MIN_PART_WORDS]
+    return parts if len(parts) > 1 else []
+
+
 def select_sentences(
-    retrieval: Retrieval, index: Index, policy: AnswerPolicy
+    retrieval: Retrieval,
+    index: Index,
+    policy: AnswerPolicy,
+    parts: Sequence[Retrieval] = (),
 ) -> list[tuple[Sentence, float]]:
-    """The sentences to quote: from the best section only, in document order, with their scores."""
+    """The sentences to quote, in document order, with their scores: the best one, the best one
+    for each part of a multi-part question, then others of the best section (or near as good)."""
     best_section = retrieval.sections[0][0]
     ranked: list[Hit] = [h for h in retrieval.sentences if h.section_id == best_section]
     if not ranked:  # the section was found by its heading alone: its opening sentence answers
@@ -68,21 +88,28 @@ def select_sentences(
     budget = policy.max_sentences
     chosen: dict[str, float] = {}
 
-    def add_with_context(sentence_id: str, score: float) -> None:
+    def add_with_context(sentence_id: str, score: float, must: bool = False) -> None:
         sent = index.sentence_by_id[sentence_id]
         group = [sent]
         prev = _previous(index, sent)
         if prev is not None and leans_on_previous(sent.text) and prev.sentence_id not in chosen:
             group.insert(0, prev)
         if len(chosen) + len(group) > budget:
-            if chosen:
+            if not must or len(chosen) >= budget:
                 return
-            group = group[-1:]  # no room for context: the best sentence alone still answers
+            group = group[-1:]  # no room for context: the sentence that answers still goes in
         for s in group:
             chosen.setdefault(s.sentence_id, score)
 
     top = ranked[0]
-    add_with_context(top.ref, top.score)
+    # Each part of a multi-part question is owed its best sentence before any context is added.
+    part_tops = [p.sentences[0] for p in parts if p.sentences and is_answerable(p, policy)]
+    budget = max(budget - len(part_tops), 1)
+    add_with_context(top.ref, top.score, must=True)
+    budget = policy.max_sentences
+    for hit in part_tops:
+        if hit.ref not in chosen:
+            add_with_context(hit.ref, hit.score, must=True)
     for hit in retrieval.sentences:
         if len(chosen) >= budget or hit.score < policy.extra_ratio * top.score:
             break
@@ -101,7 +128,11 @@ def _previous(index: Index, sent: Sentence) -> Sentence | None:
 
 
 def compose(
-    retrieval: Retrieval, index: Index, policy: AnswerPolicy, suggestions: int = 3
+    retrieval: Retrieval,
+    index: Index,
+    policy: AnswerPolicy,
+    suggestions: int = 3,
+    parts: Sequence[Retrieval] = (),
 ) -> Answer:
     """An answered reply quoting the chosen sentences, or a no_answer reply with no citations."""
     if not is_answerable(retrieval, policy):
@@ -112,13 +143,13 @@ def compose(
             DISCLAIMER,
             tuple(default_suggestions(index, suggestions)),
         )
-    chosen = select_sentences(retrieval, index, policy)
-    parts: list[str] = []
+    chosen = select_sentences(retrieval, index, policy, parts)
+    quoted: list[str] = []
     citations: list[Citation] = []
     for number, (sent, score) in enumerate(chosen, start=1):
         doc = index.documents[sent.doc_id]
         section = index.sections[sent.section_id]
-        parts.append(f"{sent.text} [{number}]")
+        quoted.append(f"{sent.text} [{number}]")
         citations.append(
             Citation(
                 id=number,
@@ -139,7 +170,7 @@ def compose(
         if sid not in used and index.sections[sid].heading.endswith("?")
     ]
     return Answer(
-        "answered", " ".join(parts), tuple(citations), DISCLAIMER, tuple(follow_ups[:suggestions])
+        "answered", " ".join(quoted), tuple(citations), DISCLAIMER, tuple(follow_ups[:suggestions])
     )
 
 

@@ -8,7 +8,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 
-from ragbot.answer import AnswerPolicy, compose, default_suggestions
+from ragbot.answer import AnswerPolicy, compose, default_suggestions, split_question
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder, SentenceTransformerEmbedder, Vectors
 from ragbot.errors import InvalidQuestion
@@ -103,7 +103,9 @@ class Pipeline:
         """ask(), also returning the retrieval behind the reply (for evaluation and debugging)."""
         text = validate_question(question, self.settings.max_question_chars)
         started = time.perf_counter()
-        vector = self.embed_query(text)
+        parts = split_question(text)
+        vectors = self.embed_queries([text, *parts])  # one model call, parts included
+        vector = vectors[0]
         screening = self.guard.screen(text, vector)
         retrieval: Retrieval | None = None
         if screening.verdict == "crisis":
@@ -112,7 +114,12 @@ class Pipeline:
             answer = Answer("refused", REFUSAL_MESSAGE, (), DISCLAIMER, self._suggestions())
         else:
             retrieval = self.retriever.retrieve(text, vector)
-            answer = compose(retrieval, self.index, self.policy, self.settings.suggestions)
+            part_retrievals = [
+                self.retriever.retrieve(p, v) for p, v in zip(parts, vectors[1:], strict=True)
+            ]
+            answer = compose(
+                retrieval, self.index, self.policy, self.settings.suggestions, part_retrievals
+            )
         log.info(
             "ask",
             extra={
@@ -123,6 +130,12 @@ class Pipeline:
             },
         )
         return answer, retrieval
+
+    def embed_queries(self, texts: list[str]) -> Vectors:
+        """One model call for several texts (a question and its parts)."""
+        with self._lock:
+            vectors: Vectors = self.embedder.embed(texts)
+        return vectors
 
     def embed_query(self, text: str) -> Vectors:
         """One model call per question; calls take turns, as more threads only contend for two cores."""

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ragbot.answer import AnswerPolicy, compose, leans_on_previous
+from ragbot.answer import AnswerPolicy, compose, leans_on_previous, split_question
 from ragbot.guardrails import DISCLAIMER, NO_ANSWER_MESSAGE
 from ragbot.index import build_index, load_index
 from ragbot.retrieval import Retriever
@@ -108,3 +108,36 @@ def test_a_question_about_another_drug_is_not_answered(setup) -> None:  # type: 
         setup, "How does psilocybin affect the brain?", AnswerPolicy(min_relevance=0.0)
     )
     assert answer.status == "no_answer"
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        (
+            "How does ketamine work, and how fast does it help?",
+            ["How does ketamine work", "how fast does it help"],
+        ),
+        ("What is ketamine? How long does it last?", ["What is ketamine", "How long does it last"]),
+        ("How does ketamine work in the brain?", []),
+        ("ketamine and neuroplasticity", []),  # "and" joining topics is not a second question
+        ("What is NMDA and why?", []),  # a part needs words of its own
+    ],
+)
+def test_multi_part_questions_are_split_into_their_questions(
+    question: str, parts: list[str]
+) -> None:
+    assert split_question(question) == parts
+
+
+def test_each_part_of_a_two_part_question_gets_its_own_quote(setup) -> None:  # type: ignore[no-untyped-def]
+    index, retriever, embedder = setup
+    question = (
+        "what are the metabolites fourteen days; and what about bladder issues with chronic use"
+    )
+    parts = split_question(question)
+    assert len(parts) == 2
+    vectors = embedder.embed([question, *parts])
+    retrieval = retriever.retrieve(question, vectors[0])
+    part_retrievals = [retriever.retrieve(p, v) for p, v in zip(parts, vectors[1:], strict=True)]
+    answer = compose(retrieval, index, AnswerPolicy(min_relevance=-1.0), parts=part_retrievals)
+    assert "fourteen days" in answer.answer and "bladder issues" in answer.answer
