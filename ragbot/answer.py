@@ -85,31 +85,29 @@ def select_sentences(
     ranked: list[Hit] = [h for h in retrieval.sentences if h.section_id == best_section]
     if not ranked:  # the section was found by its heading alone: its opening sentence answers
         return [(index.section_sentences[best_section][0], retrieval.sections[0][1])]
-    budget = policy.max_sentences
     chosen: dict[str, float] = {}
 
-    def add_with_context(sentence_id: str, score: float, must: bool = False) -> None:
+    def add_with_context(sentence_id: str, score: float, limit: int, must: bool = False) -> None:
         sent = index.sentence_by_id[sentence_id]
         group = [sent]
         prev = _previous(index, sent)
         if prev is not None and leans_on_previous(sent.text) and prev.sentence_id not in chosen:
             group.insert(0, prev)
-        if len(chosen) + len(group) > budget:
-            if not must or len(chosen) >= budget:
+        if len(chosen) + len(group) > limit:
+            if not must or len(chosen) >= limit:
                 return
             group = group[-1:]  # no room for context: the sentence that answers still goes in
         for s in group:
             chosen.setdefault(s.sentence_id, score)
 
-    top = ranked[0]
+    budget = policy.max_sentences
     # Each part of a multi-part question is owed its best sentence before any context is added.
     part_tops = [p.sentences[0] for p in parts if p.sentences and is_answerable(p, policy)]
-    budget = max(budget - len(part_tops), 1)
-    add_with_context(top.ref, top.score, must=True)
-    budget = policy.max_sentences
+    top = ranked[0]
+    add_with_context(top.ref, top.score, limit=max(budget - len(part_tops), 1), must=True)
     for hit in part_tops:
         if hit.ref not in chosen:
-            add_with_context(hit.ref, hit.score, must=True)
+            add_with_context(hit.ref, hit.score, limit=budget, must=True)
     for hit in retrieval.sentences:
         if len(chosen) >= budget or hit.score < policy.extra_ratio * top.score:
             break
@@ -117,7 +115,7 @@ def select_sentences(
         if hit.ref not in chosen and (
             same_section or hit.score >= policy.other_section_ratio * top.score
         ):
-            add_with_context(hit.ref, hit.score)
+            add_with_context(hit.ref, hit.score, limit=budget)
     sentences = [(index.sentence_by_id[sid], score) for sid, score in chosen.items()]
     return sorted(sentences, key=lambda pair: (pair[0].doc_id, pair[0].start))
 

@@ -136,26 +136,26 @@ class Bm25:
 
     def search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
         """Rows and BM25 scores of the best k records holding any of the tokens."""
-        query = [t for t in tokens if t in self.vocab]
-        if self._empty or not query:
-            return []
-        scores = np.asarray(self._model.get_scores(query), dtype=np.float32)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+        return top_k(self.scores(tokens), k)
+
+
+def top_k(scores: Vectors, k: int) -> list[tuple[int, float]]:
+    """Rows and scores of the k highest positive scores, best first."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return []
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
 
 
 @dataclass(frozen=True)
 class Retrieval:
     """What the answer composer works from."""
 
-    query: str  # the normalised, typo-corrected query
-    sentences: list[Hit]  # fused, best first
+    sentences: list[Hit]  # re-scored, best first
     sections: list[tuple[str, float]]  # section_id and fused score, best first
     best_dense: float  # highest cosine similarity of any sentence or chunk
-    heading_dense: float  # highest cosine similarity of a section heading
-    matched_terms: frozenset[str]  # query stems that occur in the corpus
     unknown_terms: tuple[str, ...] = ()  # topic words of the query the corpus never uses
     content_terms: int = 0  # topic words of the query, known or not
     foreign_terms: tuple[
@@ -244,7 +244,10 @@ class Retriever:
         dense_s = idx.search("sentences", query_vector, k)
         dense_c = idx.search("chunks", query_vector, k)
         dense_h = idx.search("headings", query_vector, k)
-        bm25_s = self.bm25["sentence"].search(query_stems, k)
+        lexical = self.bm25["sentence"].scores(
+            query_stems
+        )  # every sentence: stage 2 needs them all
+        bm25_s = top_k(lexical, k)
         bm25_c = self.bm25["chunk"].search(query_stems, k)
         bm25_h = self.bm25["heading"].search(query_stems, k)
 
@@ -270,7 +273,6 @@ class Retriever:
 
         # Stage 2, precision: RRF throws magnitudes away ("far better" and "slightly better" both
         # rank first); the final order weighs the raw cosine, the BM25 score and the heading match.
-        lexical = self.bm25["sentence"].scores(query_stems)
         top_lexical = float(lexical.max()) if len(lexical) else 0.0
         cosine = self._sentence_vectors[candidates] @ query_vector
         heading_cos = self._heading_vectors @ query_vector
@@ -301,15 +303,9 @@ class Retriever:
             sections.setdefault(hit.section_id, hit.score)
         best_dense = max((s for hits_ in (dense_s, dense_c) for _, s in hits_[:1]), default=-1.0)
         return Retrieval(
-            query=" ".join(tokens),
             sentences=hits,
             sections=list(sections.items()),
             best_dense=best_dense,
-            heading_dense=max(
-                (float(c) for c, ok in zip(heading_cos, self._is_heading, strict=True) if ok),
-                default=-1.0,
-            ),
-            matched_terms=frozenset(t for t in query_stems if t in self._stem_vocab),
             unknown_terms=unknown,
             foreign_terms=tuple(t for t in unknown if t in foreign_topics()),
             content_terms=len(topical),
