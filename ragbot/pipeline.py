@@ -120,15 +120,15 @@ class Pipeline:
             answer = compose(
                 retrieval, self.index, self.policy, self.settings.suggestions, part_retrievals
             )
-        log.info(
-            "ask",
-            extra={
-                "status": answer.status,
-                "citations": len(answer.citations),
-                "ms": round((time.perf_counter() - started) * 1000, 1),
-                "screen": screening.reason if self.settings.log_questions else screening.verdict,
-            },
-        )
+        event: dict[str, object] = {
+            "status": answer.status,
+            "citations": len(answer.citations),
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+            "screen": screening.verdict,
+        }
+        if self.settings.log_questions:  # off by default: health questions are personal
+            event.update(question=text, screen_reason=screening.reason)
+        log.info("ask", extra=event)
         return answer, retrieval
 
     def embed_queries(self, texts: list[str]) -> Vectors:

@@ -260,6 +260,19 @@ def test_logs_do_not_store_question_text(
     assert "zebras" not in logged
 
 
+def test_question_text_is_logged_only_when_the_setting_allows_it(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    allowed = replace(
+        pipeline, settings=pipeline.settings.model_copy(update={"log_questions": True})
+    )
+    with caplog.at_level(logging.INFO, logger="ragbot.pipeline"):
+        allowed.ask("ketamine and zebras")
+    assert any(getattr(r, "question", None) == "ketamine and zebras" for r in caplog.records)
+
+
 def test_the_service_is_not_ready_until_the_pipeline_is_loaded(real_settings) -> None:  # type: ignore[no-untyped-def]
     app = create_app(real_settings)  # no pipeline handed in, lifespan not yet run: still loading
     loading = TestClient(app)
