@@ -320,20 +320,14 @@ def _write_faiss(path: Path, vectors: Vectors, settings: Settings) -> None:
 
 def _write_json(path: Path, data: object) -> None:
     with path.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
+        json.dump(data, fh, ensure_ascii=False, indent=1)  # flushed to disk by _fsync_dir
 
 
 def _fsync_dir(path: Path) -> None:
+    """Flush a build's files and the folder itself, so the rename that follows publishes them."""
     for child in path.iterdir():
-        with child.open("rb") as fh:
-            os.fsync(fh.fileno())
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        _fsync(child)
+    _fsync(path)
 
 
 def _point_current(root: Path, target: Path) -> None:
@@ -341,10 +335,10 @@ def _point_current(root: Path, target: Path) -> None:
     tmp_link = root / f".current-{uuid.uuid4().hex[:8]}"
     os.symlink(Path("builds") / target.name, tmp_link)
     os.replace(tmp_link, link)  # atomic: readers see the old build or the new one, never neither
-    _fsync_dir_only(root)
+    _fsync(root)
 
 
-def _fsync_dir_only(path: Path) -> None:
+def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -17,7 +17,9 @@ import pytest
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder, HashingEmbedder
 
-REAL_MODEL_FIXTURES = frozenset({"real_embedder", "real_index_dir", "real_settings", "real_index"})
+REAL_MODEL_FIXTURES = frozenset(
+    {"real_embedder", "real_index_dir", "real_settings", "real_index", "real_pipeline"}
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -110,3 +112,11 @@ def real_index(real_settings: Settings, real_embedder: Embedder) -> Any:
     from ragbot.index import load_index
 
     return load_index(real_settings, real_embedder)
+
+
+@pytest.fixture(scope="session")
+def real_pipeline(real_settings: Settings, real_embedder: Embedder) -> Any:
+    """The pipeline over the real index, loaded once for the API, guardrail and surface tests."""
+    from ragbot.pipeline import Pipeline
+
+    return Pipeline.load(real_settings, embedder=real_embedder)

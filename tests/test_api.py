@@ -1,4 +1,4 @@
-"""The HTTP API against the real pipeline and model: answers, citations, guardrails, errors."""
+"""The HTTP API against the real real_pipeline and model: answers, citations, guardrails, errors."""
 
 from __future__ import annotations
 
@@ -45,14 +45,11 @@ SECTION_QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def pipeline(real_settings, real_embedder) -> Pipeline:  # type: ignore[no-untyped-def]
-    return Pipeline.load(real_settings, embedder=real_embedder)
-
-
-@pytest.fixture(scope="module")
-def client(pipeline: Pipeline) -> Iterator[TestClient]:
-    settings = pipeline.settings.model_copy(update={"cors_origins": ["https://clinic.example"]})
-    with TestClient(create_app(settings, pipeline)) as c:
+def client(real_pipeline: Pipeline) -> Iterator[TestClient]:
+    settings = real_pipeline.settings.model_copy(
+        update={"cors_origins": ["https://clinic.example"]}
+    )
+    with TestClient(create_app(settings, real_pipeline)) as c:
         yield c
 
 
@@ -77,7 +74,7 @@ def test_answer_holds_the_sentence_that_answers_the_question(
 
 @pytest.mark.parametrize(("question", "_"), SECTION_QUESTIONS)
 def test_answer_quotes_are_verbatim_slices_of_the_document(
-    client: TestClient, pipeline: Pipeline, question: str, _: str
+    client: TestClient, real_pipeline: Pipeline, question: str, _: str
 ) -> None:
     body = ask(client, question)
     markers = [int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])]
@@ -90,7 +87,7 @@ def test_answer_quotes_are_verbatim_slices_of_the_document(
     assert len(sentences) == len(set(sentences)), "no sentence repeats"
     previous_end = -1
     for sentence, citation in zip(sentences, body["citations"], strict=True):
-        doc = pipeline.index.documents[citation["doc_id"]]
+        doc = real_pipeline.index.documents[citation["doc_id"]]
         assert doc.text[citation["start"] : citation["end"]] == citation["quote"] == sentence
         assert citation["start"] > previous_end  # document order
         previous_end = citation["end"]
@@ -261,12 +258,12 @@ def test_logs_do_not_store_question_text(
 
 
 def test_question_text_is_logged_only_when_the_setting_allows_it(
-    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+    real_pipeline: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
     from dataclasses import replace
 
     allowed = replace(
-        pipeline, settings=pipeline.settings.model_copy(update={"log_questions": True})
+        real_pipeline, settings=real_pipeline.settings.model_copy(update={"log_questions": True})
     )
     with caplog.at_level(logging.INFO, logger="ragbot.pipeline"):
         allowed.ask("ketamine and zebras")
@@ -274,7 +271,9 @@ def test_question_text_is_logged_only_when_the_setting_allows_it(
 
 
 def test_the_service_is_not_ready_until_the_pipeline_is_loaded(real_settings) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(real_settings)  # no pipeline handed in, lifespan not yet run: still loading
+    app = create_app(
+        real_settings
+    )  # no real_pipeline handed in, lifespan not yet run: still loading
     loading = TestClient(app)
     assert loading.get("/healthz").status_code == 200  # the process is up...
     for response in (

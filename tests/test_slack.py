@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from live_server import serve
 from slack_bolt import BoltRequest
 from slack_stub import BOT_ID, BOT_USER_ID, TEAM_ID, Call, SlackStub, sign
 
@@ -212,27 +210,6 @@ def settle(stub: SlackStub, channel: str, ts: str) -> None:
     )
 
 
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run the ASGI app under uvicorn on 127.0.0.1 and a free port; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 def slack_settings(real_settings: Settings, stub: SlackStub, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "corpus_dir": real_settings.corpus_dir,
@@ -418,7 +395,7 @@ class FailingPipeline:
 
 
 @pytest.mark.parametrize(
-    ("pipeline", "expected"),
+    ("real_pipeline", "expected"),
     [
         (None, LOADING_MESSAGE),
         (FailingPipeline(RuntimeError("boom")), ERROR_MESSAGE),
@@ -430,13 +407,13 @@ class FailingPipeline:
     ids=["index-loading", "unexpected-error", "invalid-question"],
 )
 def test_a_mention_still_gets_a_reply_with_the_disclaimer_when_no_answer_can_be_made(
-    pipeline: Any, expected: str
+    real_pipeline: Any, expected: str
 ) -> None:
     with SlackStub() as stub:
         settings = Settings(
             slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=stub.api_url
         )
-        bolt = build_bolt_app(settings, lambda: pipeline)
+        bolt = build_bolt_app(settings, lambda: real_pipeline)
         channel, ts = unique("C0FAIL"), message_ts()
         body = event_body(mention(channel, ts, QUESTION))
         headers = {"content-type": "application/json", **sign(SECRET, body)}
@@ -471,19 +448,14 @@ def test_the_manifest_declares_the_scopes_events_command_and_request_urls(repo_r
 
 
 @pytest.fixture(scope="module")
-def pipeline(real_settings: Settings, real_embedder: Any) -> Pipeline:
-    return Pipeline.load(real_settings, embedder=real_embedder)
-
-
-@pytest.fixture(scope="module")
 def stub() -> Iterator[SlackStub]:
     with SlackStub() as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def service(real_settings: Settings, pipeline: Pipeline, stub: SlackStub) -> Iterator[str]:
-    with serve(create_app(slack_settings(real_settings, stub), pipeline)) as base:
+def service(real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub) -> Iterator[str]:
+    with serve(create_app(slack_settings(real_settings, stub), real_pipeline)) as base:
         yield base
 
 
@@ -655,12 +627,12 @@ def test_an_empty_slash_command_gets_the_usage_with_the_disclaimer_at_once(
 
 @pytest.mark.model
 def test_a_public_slash_command_answers_in_channel(
-    real_settings: Settings, pipeline: Pipeline, stub: SlackStub
+    real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub
 ) -> None:
     settings = slack_settings(
         real_settings, stub, slack_command="/ask-article", slack_command_public=True
     )
-    with serve(create_app(settings, pipeline)) as base:
+    with serve(create_app(settings, real_pipeline)) as base:
         name = unique("pub")
         ack = post_signed(
             base,
@@ -675,7 +647,7 @@ def test_a_public_slash_command_answers_in_channel(
 
 @pytest.mark.model
 def test_a_crisis_message_gets_only_the_crisis_reply_and_the_disclaimer(
-    service: str, stub: SlackStub, pipeline: Pipeline
+    service: str, stub: SlackStub, real_pipeline: Pipeline
 ) -> None:
     channel, ts = unique("C0CRISIS"), message_ts()
     post_signed(service, event_body(mention(channel, ts, "I want to end my life")))
@@ -686,7 +658,7 @@ def test_a_crisis_message_gets_only_the_crisis_reply_and_the_disclaimer(
     assert blocks[0]["text"]["text"] == escape_mrkdwn(CRISIS_MESSAGE)
     assert ends_with_disclaimer(blocks)
     shown = "\n".join([*texts_of(blocks), reply.payload["text"]])
-    article = [s.text for s in pipeline.index.sentences if len(s.text) > 25]
+    article = [s.text for s in real_pipeline.index.sentences if len(s.text) > 25]
     assert article and not [s for s in article if escape_mrkdwn(s) in shown or s in shown]
 
 
@@ -738,7 +710,7 @@ def test_bot_own_edited_and_channel_messages_are_ignored(service: str, stub: Sla
 
 @pytest.mark.model
 def test_slack_is_off_without_its_secrets_and_the_rest_still_serves(
-    real_settings: Settings, pipeline: Pipeline
+    real_settings: Settings, real_pipeline: Pipeline
 ) -> None:
     settings = Settings(
         corpus_dir=real_settings.corpus_dir,
@@ -746,7 +718,7 @@ def test_slack_is_off_without_its_secrets_and_the_rest_still_serves(
         slack_bot_token=None,
         slack_signing_secret=SECRET,
     )
-    with serve(create_app(settings, pipeline)) as base:
+    with serve(create_app(settings, real_pipeline)) as base:
         body = json.dumps({"type": "url_verification", "challenge": "x"}).encode()
         response = httpx.post(
             f"{base}/slack/events", content=body, headers=sign(SECRET, body), timeout=10

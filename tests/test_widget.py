@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from browser.harness import CHROMIUM, CHROMIUM_ARGS, PageServer, Service, host_page, require_browser
+from browser.harness import CHROMIUM, CHROMIUM_ARGS, PageServer, host_page, require_browser
 from fastapi.testclient import TestClient
+from live_server import Service
 
 from ragbot.api.app import create_app
 from ragbot.config import Settings
@@ -173,12 +174,6 @@ div { position: static !important; width: 10px !important; height: 10px !importa
 [class], [id], [role], [aria-label] { visibility: hidden !important;
                                       pointer-events: none !important; }
 """
-
-
-@pytest.fixture(scope="module")
-def real_pipeline(real_settings: Settings, real_embedder: Any) -> Pipeline:
-    """The product: the real model over the shipped corpus."""
-    return Pipeline.load(real_settings, embedder=real_embedder)
 
 
 @pytest.fixture(scope="module")
