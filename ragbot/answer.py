@@ -6,56 +6,36 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ragbot.config import Settings
 from ragbot.guardrails import DISCLAIMER, NO_ANSWER_MESSAGE
 from ragbot.index import Index
 from ragbot.models import Answer, Citation, Hit, Sentence
 from ragbot.retrieval import Retrieval
 
-# A sentence opening with one of these leans on the sentence before it ("It primarily acts on...").
-_ANAPHORA = re.compile(
-    r"^(it|its|it's|this|these|that|those|they|their|such|however|additionally|moreover|furthermore|"
-    r"also|for example|for instance|in addition|as a result|therefore|thus|ultimately)\b"
-    # ... or points back within its first words: "By blocking these receptors, ..."
-    r"|^(\w+[ ,]+){1,3}(these|those|this|such|the same|it|its|they|their)\b(?! is\b)",
-    re.IGNORECASE,
-)
-# An extra sentence joins the reply only if its fused score is this close to the best one's.
-EXTRA_SENTENCE_RATIO = 0.85
-# ... and, from another section, only if this close: a two-part question may need two sections.
-OTHER_SECTION_RATIO = 0.85
-
-
 @dataclass(frozen=True)
 class AnswerPolicy:
-    """The tunables of composition (settings; the evaluation chooses them)."""
+    """The tunables of composition, built from Settings (the evaluation chooses them)."""
 
-    max_sentences: int = 3
-    min_relevance: float = 0.22
-    unknown_penalty: float = 0.6
-    extra_ratio: float = EXTRA_SENTENCE_RATIO
-    other_section_ratio: float = OTHER_SECTION_RATIO
+    max_sentences: int
+    min_answer_score: float  # least ranker probability of the best sentence before quoting
+    min_article: float  # least router probability that the question is about the article
+    extra_ratio: float  # a further sentence joins if its probability is this share of the best
 
-
-def leans_on_previous(text: str) -> bool:
-    """True for a sentence that only makes sense after its neighbour."""
-    return bool(_ANAPHORA.match(text.lstrip("\"'“‘(")))
-
-
-def relevance(retrieval: Retrieval, policy: AnswerPolicy) -> float:
-    """How well the article covers the question: the best passage's cosine similarity, less a
-    penalty for the share of the question's topic words that the article never uses ("Is ketamine
-    FDA approved?" is close to the article in meaning, but "FDA" and "approved" are not in it)."""
-    if retrieval.foreign_terms:
-        return (
-            -1.0
-        )  # it asks about another drug, an insurer, a price: a subject the article never names
-    unknown_share = len(retrieval.unknown_terms) / max(1, retrieval.content_terms)
-    return retrieval.best_dense - policy.unknown_penalty * unknown_share
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AnswerPolicy:
+        """The policy the settings describe."""
+        return cls(
+            max_sentences=settings.max_sentences,
+            min_answer_score=settings.min_answer_score,
+            min_article=settings.min_article_probability,
+            extra_ratio=settings.extra_sentence_ratio,
+        )
 
 
-def is_answerable(retrieval: Retrieval, policy: AnswerPolicy) -> bool:
-    """Whether the article covers the question well enough to quote (README: choosing the threshold)."""
-    return bool(retrieval.sentences) and relevance(retrieval, policy) >= policy.min_relevance
+def is_answerable(retrieval: Retrieval, policy: AnswerPolicy, article: float = 1.0) -> bool:
+    """Whether to quote: the router reads the question as one about the article, and some
+    sentence is likely enough to answer it (README: choosing the thresholds)."""
+    return article >= policy.min_article and retrieval.best >= policy.min_answer_score
 
 
 _PART_BREAK = re.compile(
@@ -63,7 +43,8 @@ _PART_BREAK = re.compile(
     r"can|could|will|would)\b)",
     re.IGNORECASE,
 )
-MIN_PART_WORDS = 3  # "and why?" is no question of its own
+MIN_PART_WORDS = 3
+CONTEXT = True  # "and why?" is no question of its own
 
 
 def split_question(question: str) -> list[str]:
@@ -80,49 +61,22 @@ def select_sentences(
     parts: Sequence[Retrieval] = (),
 ) -> list[tuple[Sentence, float]]:
     """The sentences to quote, in document order, with their scores: the best one, the best one
-    for each part of a multi-part question, then others of the best section (or near as good)."""
-    best_section = retrieval.sections[0][0]
-    ranked: list[Hit] = [h for h in retrieval.sentences if h.section_id == best_section]
-    if not ranked:  # the section was found by its heading alone: its opening sentence answers
-        return [(index.section_sentences[best_section][0], retrieval.sections[0][1])]
-    chosen: dict[str, float] = {}
+    for each part of a multi-part question, then others nearly as likely to answer.
 
-    def add_with_context(sentence_id: str, score: float, limit: int, must: bool = False) -> None:
-        sent = index.sentence_by_id[sentence_id]
-        group = [sent]
-        prev = _previous(index, sent)
-        if prev is not None and leans_on_previous(sent.text) and prev.sentence_id not in chosen:
-            group.insert(0, prev)
-        if len(chosen) + len(group) > limit:
-            if not must or len(chosen) >= limit:
-                return
-            group = group[-1:]  # no room for context: the sentence that answers still goes in
-        for s in group:
-            chosen.setdefault(s.sentence_id, score)
-
-    budget = policy.max_sentences
-    # Each part of a multi-part question is owed its best sentence before any context is added.
-    part_tops = [p.sentences[0] for p in parts if p.sentences and is_answerable(p, policy)]
-    top = ranked[0]
-    add_with_context(top.ref, top.score, limit=max(budget - len(part_tops), 1), must=True)
-    for hit in part_tops:
-        if hit.ref not in chosen:
-            add_with_context(hit.ref, hit.score, limit=budget, must=True)
-    for hit in retrieval.sentences:
-        if len(chosen) >= budget or hit.score < policy.extra_ratio * top.score:
+    A sentence that leans on its neighbour ("It primarily acts on...") is quoted alone: measured
+    on the labelled batches, bringing the neighbour along cost words and slots that a second
+    answering sentence used better (README: evaluation)."""
+    top = retrieval.sentences[0]
+    chosen: dict[str, float] = {top.ref: top.score}
+    for part in parts:
+        if part.sentences and is_answerable(part, policy) and len(chosen) < policy.max_sentences:
+            chosen.setdefault(part.sentences[0].ref, part.sentences[0].score)
+    for hit in retrieval.sentences[1:]:
+        if len(chosen) >= policy.max_sentences or hit.score < policy.extra_ratio * top.score:
             break
-        same_section = hit.section_id == best_section
-        if hit.ref not in chosen and (
-            same_section or hit.score >= policy.other_section_ratio * top.score
-        ):
-            add_with_context(hit.ref, hit.score, limit=budget)
+        chosen.setdefault(hit.ref, hit.score)
     sentences = [(index.sentence_by_id[sid], score) for sid, score in chosen.items()]
     return sorted(sentences, key=lambda pair: (pair[0].doc_id, pair[0].start))
-
-
-def _previous(index: Index, sent: Sentence) -> Sentence | None:
-    siblings = index.section_sentences.get(sent.section_id, [])
-    return siblings[sent.ordinal - 1] if sent.ordinal > 0 else None
 
 
 def compose(
@@ -131,9 +85,10 @@ def compose(
     policy: AnswerPolicy,
     suggestions: int = 3,
     parts: Sequence[Retrieval] = (),
+    article: float = 1.0,
 ) -> Answer:
     """An answered reply quoting the chosen sentences, or a no_answer reply with no citations."""
-    if not is_answerable(retrieval, policy):
+    if not is_answerable(retrieval, policy, article):
         return Answer(
             "no_answer",
             NO_ANSWER_MESSAGE,

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ragbot.corpus import corpus_files, split_front_matter
-from ragbot.embeddings import Embedder
+from ragbot.embeddings import Embedder, Vectors
 from ragbot.evaluation.core import Outcome
 from ragbot.evaluation.metrics import dedupe
 from ragbot.index import Index
 from ragbot.models import Answer, Citation, Document
-from ragbot.retrieval import Bm25, stems, words
+from ragbot.query import stems, words
+from ragbot.retrieval import Bm25
 
 # The issue's naive baseline; the same size and overlap as LangChain's RAG tutorial.
 NAIVE_CHUNK_CHARS = 1000
@@ -143,25 +144,27 @@ class NaiveBaseline:
         return Outcome(Answer("answered", best.text, (citation,), "", ()), tuple(sections))
 
 
-class Bm25Baseline:
-    """ragbot's sentences ranked by BM25 alone; the top `max_sentences`, cited in rank order."""
+class SentenceBaseline:
+    """Top sentences by one score per sentence, cited in rank order; always answers."""
 
-    name = "bm25"
+    name = "sentences"
 
     def __init__(self, index: Index, max_sentences: int = 3) -> None:
         self.index = index
         self.max_sentences = max_sentences
-        self.bm25 = Bm25([s.text for s in index.sentences])
+
+    def scores(self, question: str) -> Vectors:
+        """One score per sentence of the index (higher is better)."""
+        raise NotImplementedError
 
     def __call__(self, question: str) -> Outcome:
-        """Always answers: with no shared word, the article's first sentences."""
+        """The top sentences; with no score above zero, the article's first sentences."""
         idx = self.index
-        hits = self.bm25.search(stems(words(question)), len(idx.sentences))
-        rows = [row for row, _ in hits] or list(range(len(idx.sentences)))
-        score_of = dict(hits)
+        scores = self.scores(question)
+        order = [int(i) for i in np.argsort(-scores, kind="stable")]
         parts: list[str] = []
         citations: list[Citation] = []
-        for n, row in enumerate(rows[: self.max_sentences], start=1):
+        for n, row in enumerate(order[: self.max_sentences], start=1):
             sent = idx.sentences[row]
             doc = idx.documents[sent.doc_id]
             parts.append(f"{sent.text} [{n}]")
@@ -175,10 +178,42 @@ class Bm25Baseline:
                     sent.start,
                     sent.end,
                     doc.url,
-                    round(score_of.get(row, 0.0), 6),
+                    round(float(scores[row]), 6),
                 )
             )
-        sections = dedupe(idx.sections[idx.sentences[row].section_id].heading for row in rows)
+        sections = dedupe(idx.sections[idx.sentences[row].section_id].heading for row in order)
         return Outcome(
             Answer("answered", " ".join(parts), tuple(citations), "", ()), tuple(sections)
         )
+
+
+class DenseBaseline(SentenceBaseline):
+    """The issue's 20-line baseline: the sentences (heading in front) most similar to the
+    question, dense only: no keywords, no fusion, no abstention, no guardrails."""
+
+    name = "dense"
+
+    def __init__(self, index: Index, embedder: Embedder, max_sentences: int = 3) -> None:
+        super().__init__(index, max_sentences)
+        self.embedder = embedder
+        faiss_index = index.faiss["sentences"]
+        self.vectors = faiss_index.reconstruct_n(0, faiss_index.ntotal)
+
+    def scores(self, question: str) -> Vectors:
+        """Cosine similarity of the question with each heading + sentence."""
+        scores: Vectors = self.vectors @ self.embedder.embed([question])[0]
+        return scores
+
+
+class Bm25Baseline(SentenceBaseline):
+    """ragbot's sentences ranked by BM25 alone; the top `max_sentences`, cited in rank order."""
+
+    name = "bm25"
+
+    def __init__(self, index: Index, max_sentences: int = 3) -> None:
+        super().__init__(index, max_sentences)
+        self.bm25 = Bm25([s.text for s in index.sentences])
+
+    def scores(self, question: str) -> Vectors:
+        """BM25 of each sentence (zeros when no word is shared)."""
+        return self.bm25.scores(stems(words(question)))

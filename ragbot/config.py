@@ -55,23 +55,35 @@ class Settings(BaseSettings):
 
     # Answers
     max_sentences: int = Field(3, ge=1, le=3, description="Most sentences in an answer.")
-    min_relevance: float = Field(
-        0.22,
-        ge=-1.0,
-        le=1.0,
-        description="Least relevance before answering; below it, no_answer (see README).",
-    )
-    unknown_penalty: float = Field(
-        0.6,
+    min_answer_score: float = Field(
+        0.1,
         ge=0.0,
-        le=5.0,
-        description="Relevance lost per share of question topic words absent from the corpus.",
+        le=1.0,
+        description="Least ranker probability of the best sentence before quoting; below it, no_answer.",
+    )
+    min_article_probability: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Least router probability that the question is about the article before quoting.",
+    )
+    advice_threshold: float = Field(
+        0.35,
+        ge=0.0,
+        le=1.0,
+        description="Router probability of personal advice at which a question is declined.",
+    )
+    advice_pattern_threshold: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="The same, for a question that also matches a reviewed advice pattern.",
     )
     extra_sentence_ratio: float = Field(
-        0.85,
+        0.15,
         gt=0.0,
         le=1.0,
-        description="A further sentence joins the answer if its score is this share of the best.",
+        description="A further sentence joins the answer if its probability is this share of the best.",
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     candidates: int = Field(

@@ -35,9 +35,11 @@ from ragbot.config import Settings
 from ragbot.corpus import corpus_files, file_hash, load_corpus
 from ragbot.embeddings import Embedder, Vectors, fingerprint, fits_model
 from ragbot.errors import BuildError, IndexCorrupt, IndexMismatch, IndexMissing, IndexStale
+from ragbot.fusion import Ranker
 from ragbot.models import Chunk, Document, Section, Sentence
+from ragbot.router import Router
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: router.npz, ranker.npz and examples.npz in every build
 SPLITTER_VERSION = 3  # bump when splitting, cleaning or what is embedded changes
 KINDS: tuple[str, ...] = ("chunks", "sentences", "headings")  # one FAISS file each
 HNSW_EF_CONSTRUCTION = 80  # FAISS default is 40; 80 buys recall for a one-off build cost
@@ -54,6 +56,8 @@ class Index:
     chunks: list[Chunk]
     faiss: dict[str, Any]  # kind -> faiss.Index
     path: Path
+    router: Router | None = None  # learned at build (router.npz); None only mid-build
+    ranker: Ranker | None = None  # learned at build (ranker.npz)
     headings: list[Section] = field(default_factory=list)
     sentence_by_id: dict[str, Sentence] = field(default_factory=dict)
     section_sentences: dict[str, list[Sentence]] = field(default_factory=dict)
@@ -137,7 +141,11 @@ def build_index(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> BuildReport:
-    """Build the index from the corpus and make it current atomically; reuse unchanged vectors."""
+    """Build the index from the corpus, train the router and the ranker on it, and make it
+    current atomically; reuse unchanged vectors."""
+    from ragbot.learn import learn
+    from ragbot.retrieval import RetrievalPolicy
+
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     root = settings.index_dir
@@ -165,11 +173,12 @@ def build_index(
         tmp.mkdir()
         try:
             embedded = reused = 0
+            indexes = {}
             for kind, items in texts.items():
                 vectors, fresh = _embed_with_cache(embedder, kind, items, cache)
                 embedded += fresh
                 reused += len(items) - fresh
-                _write_faiss(tmp / f"{kind}.faiss", vectors, settings)
+                indexes[kind] = _write_faiss(tmp / f"{kind}.faiss", vectors, settings)
             say(f"embedded {embedded} texts, reused {reused} unchanged vectors")
             records = {
                 "documents": [_document_record(d) for d in documents],
@@ -177,10 +186,30 @@ def build_index(
                 "chunks": [asdict(c) for c in chunks],
             }
             _write_json(tmp / "records.json", records)
+            sections = {s.section_id: s for s in headings}
+            built = Index({}, {d.doc_id: d for d in documents}, sections, sentences, chunks, indexes, tmp)
+            learned = learn(
+                built,
+                embedder,
+                RetrievalPolicy.from_settings(settings),
+                previous=root / "current",
+                say=say,
+            )
+            embedded += learned.embedded
+            reused += learned.reused
             seconds = time.perf_counter() - started
             manifest = _manifest(
                 settings, embedder, build_id, documents, headings, sentences, chunks, seconds, tmp
             )
+            manifest["learned"] = {
+                "router": {
+                    **learned.router.meta,
+                    "crisis_threshold": round(learned.router.crisis_threshold, 6),
+                    "distress_threshold": round(learned.router.distress_threshold, 6),
+                    "clause_threshold": round(learned.router.clause_threshold, 6),
+                },
+                "ranker": learned.ranker.meta,
+            }
             _write_json(tmp / "manifest.json", manifest)
             _fsync_dir(tmp)
             final = builds / build_id
@@ -309,13 +338,14 @@ def _new_faiss(dim: int, settings: Settings) -> Any:
     return faiss.IndexFlatIP(dim)
 
 
-def _write_faiss(path: Path, vectors: Vectors, settings: Settings) -> None:
+def _write_faiss(path: Path, vectors: Vectors, settings: Settings) -> Any:
     import faiss
 
     index = _new_faiss(vectors.shape[1], settings)
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     faiss.write_index(index, str(path))
+    return index
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -536,4 +566,6 @@ def load_index_files(folder: Path) -> Index:
                 f"{folder}/{kind}.faiss holds {indexes[kind].ntotal} vectors for {count} records: "
                 "run `ragbot build-index`"
             )
-    return Index(manifest, documents, sections, sentences, chunks, indexes, folder)
+    router = Router.load(folder)
+    ranker = Ranker.load(folder, [s.sentence_id for s in sentences])
+    return Index(manifest, documents, sections, sentences, chunks, indexes, folder, router, ranker)

@@ -105,3 +105,6 @@ class Answer:
     citations: tuple[Citation, ...]
     disclaimer: str
     suggestions: tuple[str, ...] = ()
+    # The crisis resources (a fixed, reviewed message), shown before anything else: on every
+    # crisis reply, and on any reply to a question that shows distress below the crisis threshold.
+    resources: str | None = None

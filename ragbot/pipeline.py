@@ -6,16 +6,24 @@ import logging
 import threading
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ragbot.answer import AnswerPolicy, compose, default_suggestions, split_question
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder, SentenceTransformerEmbedder, Vectors
-from ragbot.errors import InvalidQuestion
-from ragbot.guardrails import CRISIS_MESSAGE, DISCLAIMER, REFUSAL_MESSAGE, Guard
+from ragbot.errors import IndexCorrupt, InvalidQuestion
+from ragbot.guardrails import (
+    CRISIS_MESSAGE,
+    DISCLAIMER,
+    REFUSAL_MESSAGE,
+    ScreenPolicy,
+    screen,
+)
 from ragbot.index import Index, build_index, load_index
 from ragbot.models import Answer
-from ragbot.retrieval import Retrieval, Retriever
+from ragbot.query import clauses, expand
+from ragbot.retrieval import Retrieval, RetrievalPolicy, Retriever
+from ragbot.router import Route, Router
 
 log = logging.getLogger("ragbot.pipeline")
 
@@ -48,15 +56,26 @@ def validate_question(question: object, max_chars: int) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Trace:
+    """A reply and what decided it."""
+
+    answer: Answer
+    route: Route
+    reason: str  # what screened it: a pattern, or the router
+    retrieval: Retrieval | None  # None when the question was screened out
+
+
 @dataclass
 class Pipeline:
-    """Everything loaded once: the model, the index, the retrievers and the guard."""
+    """Everything loaded once: the model, the index, the router and the retriever."""
 
     settings: Settings
     embedder: Embedder
     index: Index
+    router: Router
     retriever: Retriever
-    guard: Guard
+    screen_policy: ScreenPolicy
     policy: AnswerPolicy
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -79,57 +98,71 @@ class Pipeline:
     @classmethod
     def from_index(cls, settings: Settings, embedder: Embedder, index: Index) -> Pipeline:
         """A pipeline around an index already in memory."""
-        policy = AnswerPolicy(
-            max_sentences=settings.max_sentences,
-            min_relevance=settings.min_relevance,
-            unknown_penalty=settings.unknown_penalty,
-            extra_ratio=settings.extra_sentence_ratio,
-        )
+        if index.router is None or index.ranker is None:
+            raise IndexCorrupt(f"{index.path} lacks its router or ranker: run `ragbot build-index`")
         return cls(
             settings=settings,
             embedder=embedder,
             index=index,
-            retriever=Retriever(index, candidates=settings.candidates, rrf_k=settings.rrf_k),
-            guard=Guard(embedder),
-            policy=policy,
+            router=index.router,
+            retriever=Retriever(index, index.ranker, RetrievalPolicy.from_settings(settings)),
+            screen_policy=ScreenPolicy(
+                advice_threshold=settings.advice_threshold,
+                advice_pattern_threshold=settings.advice_pattern_threshold,
+            ),
+            policy=AnswerPolicy.from_settings(settings),
         )
 
     def ask(self, question: str) -> Answer:
         """Screen, retrieve and compose: the reply every surface shows."""
-        answer, _ = self.ask_traced(question)
-        return answer
+        return self.ask_traced(question).answer
 
-    def ask_traced(self, question: str) -> tuple[Answer, Retrieval | None]:
-        """ask(), also returning the retrieval behind the reply (for evaluation and debugging)."""
+    def ask_traced(self, question: str) -> Trace:
+        """ask(), with the route and retrieval behind the reply (for evaluation and debugging)."""
         text = validate_question(question, self.settings.max_question_chars)
         started = time.perf_counter()
-        parts = split_question(text)
-        vectors = self.embed_queries([text, *parts])  # one model call, parts included
+        query = expand(text)  # street names spelt out: what the model and keyword index know
+        parts = split_question(query)
+        said = clauses(text)
+        # One model call: the question, its parts, and its clauses.
+        vectors = self.embed_queries([query, *parts, *(expand(c) for c in said)])
         vector = vectors[0]
-        screening = self.guard.screen(text, vector)
+        route = self.router.route(text, vector, said, vectors[1 + len(parts) :])
+        screening = screen(text, route, self.screen_policy)
         retrieval: Retrieval | None = None
         if screening.verdict == "crisis":
-            answer = Answer("crisis", CRISIS_MESSAGE, (), DISCLAIMER, ())
+            answer = Answer("crisis", CRISIS_MESSAGE, (), DISCLAIMER, (), CRISIS_MESSAGE)
         elif screening.verdict == "refused":
             answer = Answer("refused", REFUSAL_MESSAGE, (), DISCLAIMER, self._suggestions())
         else:
-            retrieval = self.retriever.retrieve(text, vector)
+            retrieval = self.retriever.retrieve(query, vector)
             part_retrievals = [
-                self.retriever.retrieve(p, v) for p, v in zip(parts, vectors[1:], strict=True)
+                self.retriever.retrieve(p, v)
+                for p, v in zip(parts, vectors[1 : 1 + len(parts)], strict=True)
             ]
             answer = compose(
-                retrieval, self.index, self.policy, self.settings.suggestions, part_retrievals
+                retrieval,
+                self.index,
+                self.policy,
+                self.settings.suggestions,
+                part_retrievals,
+                article=route.p("article"),
             )
+        if route.distress and answer.resources is None:
+            # Distress below the crisis threshold: the resources come first, whatever else follows.
+            answer = replace(answer, resources=CRISIS_MESSAGE)
         event: dict[str, object] = {
             "status": answer.status,
+            "intent": route.intent,
             "citations": len(answer.citations),
+            "resources": answer.resources is not None,
             "ms": round((time.perf_counter() - started) * 1000, 1),
             "screen": screening.verdict,
         }
         if self.settings.log_questions:  # off by default: health questions are personal
             event.update(question=text, screen_reason=screening.reason)
         log.info("ask", extra=event)
-        return answer, retrieval
+        return Trace(answer, route, screening.reason, retrieval)
 
     def embed_queries(self, texts: list[str]) -> Vectors:
         """One model call for several texts (a question and its parts)."""

@@ -1,114 +1,38 @@
-"""Dense (FAISS) and keyword (BM25) search over chunks, sentences and headings, fused by RRF."""
+"""Retrieval: every sentence scored by the learned ranker over dense, keyword and example signals."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import unicodedata
-from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
+from ragbot.config import Settings
 from ragbot.embeddings import Vectors
+from ragbot.fusion import Ranker, rrf, signals
 from ragbot.index import Index, is_title_section
 from ragbot.models import Chunk, Hit
+from ragbot.query import Vocabulary, normalize, stems, words
 
-K = TypeVar("K", bound=Hashable)
 
-RRF_K = 60  # Cormack, Clarke & Buettcher 2009
-# Weights of each ranked list in the fusion, chosen on the evaluation set (README). Sentence lists decide which sentence is quoted; chunk
-# and heading lists add their context (a question that matches a heading is a strong signal).
-FUSION_WEIGHTS: dict[str, float] = {
-    "dense_sentence": 1.0,
-    "bm25_sentence": 0.3,
-    "dense_chunk": 0.7,
-    "bm25_chunk": 0.5,
-    "dense_heading": 0.7,
-    "bm25_heading": 0.5,
-}
-# Re-scoring: score = cosine(question, heading + sentence) + LEXICAL_WEIGHT * BM25 / best BM25
-#                    + HEADING_WEIGHT * cosine(question, heading). Chosen on the evaluation set (README).
-LEXICAL_WEIGHT = 0.1
-HEADING_WEIGHT = 0.4
-TITLE_HEADING_MATCH = (
-    0.5  # the introduction has no heading of its own; it counts as a middling match
+# "glutamate, a neurotransmitter", "neuroplasticity – the brain's ability", "NMDA (N-methyl-...)":
+# a word followed by an appositive or a gloss is being defined.
+_DEFINITION = re.compile(
+    r"([A-Za-z][\w-]*)(?:,\s+(?:a|an)\s|\s+[–—-]\s+the\s|\s+\(|\s+(?:is|are)\s+(?:a|an)\s|\s+refers\s+to\s)"
 )
-CANDIDATE_SECTIONS = 5  # sections from the fused ranking whose every sentence is re-scored
-# Curly quotes, dashes and the like, mapped so that keyword search sees plain ASCII.
-_PUNCT = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "\u00a0": " "})
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-MIN_TYPO_LENGTH = 4  # shorter words have too many near neighbours to correct safely
-TYPO_SCORE = 80.0  # rapidfuzz ratio (0-100) at which a word is taken for a misspelt corpus word
 
 
-def normalize(text: str) -> str:
-    """Case-fold, straighten quotes and dashes, and collapse whitespace."""
-    text = unicodedata.normalize("NFKC", text).translate(_PUNCT).casefold()
-    return " ".join(text.split())
+# "what is X", "wat r X", "define X", "meaning of X", "X meaning": a question asking for a definition.
+DEFINITION_QUESTION = re.compile(
+    r"\b(?:what|wat|wht|whats|what's)\s+(?:is|are|r|s|does|do)\b|\bwhat's\b|\bdefin|\bmeaning\b|\bmean\?"
+)
 
 
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN)
-
-
-@lru_cache(maxsize=1)
-def generic_words() -> frozenset[str]:
-    """Everyday words that name no topic (ragbot/data/generic_words.json)."""
-    raw = json.loads(
-        resources.files("ragbot.data").joinpath("generic_words.json").read_text("utf-8")
-    )
-    return frozenset(raw["words"])
-
-
-@lru_cache(maxsize=1)
-def foreign_topics() -> frozenset[str]:
-    """Other drugs, agencies, insurers, prices (ragbot/data/foreign_topics.json)."""
-    raw = json.loads(
-        resources.files("ragbot.data").joinpath("foreign_topics.json").read_text("utf-8")
-    )
-    return frozenset(raw["topics"])
-
-
-@lru_cache(maxsize=1)
-def _stemmer() -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def words(text: str) -> list[str]:
-    """Content words of a text: normalised, possessives dropped, stop words removed."""
-    out = []
-    for tok in _TOKEN.findall(normalize(text)):
-        tok = tok.removesuffix("'s").replace("'", "")
-        if len(tok) > 1 and tok not in _stopwords():
-            out.append(tok)
-    return out
-
-
-def stems(tokens: Sequence[str]) -> list[str]:
-    """Snowball stems, so "effects" finds "effect"."""
-    return list(_stemmer().stemWords(list(tokens)))
-
-
-def rrf(
-    rankings: Mapping[str, Sequence[K]], weights: Mapping[str, float], k: int = RRF_K
-) -> dict[K, float]:
-    """Weighted reciprocal rank fusion: sum of weight / (k + rank) over the lists that hold a key."""
-    fused: dict[K, float] = {}
-    for name, ranking in rankings.items():
-        w = weights.get(name, 1.0)
-        for rank, key in enumerate(ranking, start=1):
-            fused[key] = fused.get(key, 0.0) + w / (k + rank)
-    return fused
+def defined_terms(sentence: str) -> frozenset[str]:
+    """Stems of the words a sentence defines."""
+    return frozenset(stems([normalize(m.group(1)) for m in _DEFINITION.finditer(sentence)]))
 
 
 class Bm25:
@@ -150,139 +74,88 @@ def top_k(scores: Vectors, k: int) -> list[tuple[int, float]]:
 
 
 @dataclass(frozen=True)
+class RetrievalPolicy:
+    """The tunables of retrieval, built from Settings."""
+
+    candidates: int  # hits per list for `ragbot search`
+    rrf_k: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetrievalPolicy:
+        """The policy the settings describe."""
+        return cls(candidates=settings.candidates, rrf_k=settings.rrf_k)
+
+
+@dataclass(frozen=True)
 class Retrieval:
     """What the answer composer works from."""
 
-    sentences: list[Hit]  # re-scored, best first
-    sections: list[tuple[str, float]]  # section_id and fused score, best first
-    best_dense: float  # highest cosine similarity of any sentence or chunk
-    unknown_terms: tuple[str, ...] = ()  # topic words of the query the corpus never uses
-    content_terms: int = 0  # topic words of the query, known or not
-    foreign_terms: tuple[
-        str, ...
-    ] = ()  # named subjects (another drug, an insurer) the corpus never names
+    sentences: list[Hit]  # every sentence, best first; score: probability that it answers
+    sections: list[tuple[str, float]]  # section_id and its best sentence's score, best first
+
+    @property
+    def best(self) -> float:
+        """The best sentence's probability of answering (0 when the index is empty)."""
+        return self.sentences[0].score if self.sentences else 0.0
 
 
 class Retriever:
-    """Hybrid search over a loaded index."""
+    """Scores the sentences of a loaded index for a question."""
 
-    def __init__(
-        self,
-        index: Index,
-        *,
-        candidates: int = 30,
-        rrf_k: int = RRF_K,
-        weights: dict[str, float] | None = None,
-        lexical_weight: float = LEXICAL_WEIGHT,
-        heading_weight: float = HEADING_WEIGHT,
-    ) -> None:
+    def __init__(self, index: Index, ranker: Ranker, policy: RetrievalPolicy) -> None:
         self.index = index
-        self.lexical_weight = lexical_weight
-        self.heading_weight = heading_weight
-        # Vectors in memory for the re-scoring stage (35 sentences here; 61 MB at 40,000).
+        self.ranker = ranker
+        self.policy = policy
+        # Every vector in memory: the ranker scores every sentence (35 here; 16 MB at 11,000).
         self._sentence_vectors = _all_vectors(index.faiss["sentences"])
-        self._heading_vectors = _all_vectors(index.faiss["headings"])
-        self._heading_row = {h.section_id: i for i, h in enumerate(index.headings)}
-        self._rows_of_section: dict[str, list[int]] = {}
-        for row, sent in enumerate(index.sentences):
-            self._rows_of_section.setdefault(sent.section_id, []).append(row)
-        self.weights = weights or FUSION_WEIGHTS
-        # A document's title stands as the heading of its introduction; it matches every question
-        # about the topic, so it does not count as a heading match.
-        self._is_heading = [
-            not is_title_section(h, index.documents[h.doc_id]) for h in index.headings
-        ]
-        self.candidates = candidates
-        self.rrf_k = rrf_k
+        heading_vectors = _all_vectors(index.faiss["headings"])
+        heading_row = {h.section_id: i for i, h in enumerate(index.headings)}
+        rows = [heading_row[s.section_id] for s in index.sentences]
+        # The introduction's "heading" is the document title: it matches every question.
+        self._heading_match = np.array(
+            [not is_title_section(h, index.documents[h.doc_id]) for h in index.headings]
+        )[rows]
+        self._sentence_heading_vectors = heading_vectors[rows] if rows else heading_vectors
+        self._opener = np.array([s.ordinal == 0 for s in index.sentences])
+        self._defined = [defined_terms(s.text) for s in index.sentences]
         self.bm25 = {
             "sentence": Bm25([s.text for s in index.sentences]),
             "chunk": Bm25([c.text for c in index.chunks]),
-            "heading": Bm25([h.heading for h in index.headings]),
         }
-        self.vocabulary = sorted(
-            {w for s in index.sentences for w in words(s.text)}
-            | {w for h in index.headings for w in words(h.heading)}
+        self.vocabulary = Vocabulary(
+            [s.text for s in index.sentences] + [h.heading for h in index.headings]
         )
-        self._vocab_set = frozenset(self.vocabulary)
-        self._stem_vocab = frozenset(stems(self.vocabulary))
-        self._chunks_of: dict[str, list[int]] = {}
-        for row, chunk in enumerate(index.chunks):
-            for sid in chunk.sentence_ids:
-                self._chunks_of.setdefault(sid, []).append(row)
 
-    def correct(self, tokens: list[str]) -> list[str]:
-        """Replace words the corpus does not know by their closest corpus word, if close enough."""
-        from rapidfuzz import fuzz, process
+    def keywords(self, question: str) -> list[str]:
+        """The question's stemmed content words, misspellings corrected against the corpus."""
+        return stems(self.vocabulary.correct(words(question)))
 
-        fixed = []
-        for tok in tokens:
-            if (
-                tok in self._vocab_set
-                or len(tok) < MIN_TYPO_LENGTH
-                or tok.isdigit()
-                or tok in foreign_topics()
-            ):
-                fixed.append(tok)
-                continue
-            match = process.extractOne(
-                tok, self.vocabulary, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE
-            )
-            fixed.append(match[0] if match else tok)
-        return fixed
+    def features(
+        self, question: str, query_vector: Vectors, exclude_group: str | None = None
+    ) -> Any:
+        """The ranker's signals for every sentence (see fusion.Signal)."""
+        cosine = (self._sentence_vectors @ query_vector).astype(np.float64)
+        heading = np.where(
+            self._heading_match, self._sentence_heading_vectors @ query_vector, 0.0
+        ).astype(np.float64)
+        terms = self.keywords(question)
+        keyword = self.bm25["sentence"].scores(terms).astype(np.float64)
+        votes = self.ranker.pool.votes(query_vector, len(cosine), exclude_group)
+        asked = set(terms) if DEFINITION_QUESTION.search(normalize(question)) else set()
+        defines = np.array([bool(asked & d) for d in self._defined], dtype=bool)
+        return signals(cosine, votes, heading, keyword, self._opener, defines)
 
     def retrieve(self, question: str, query_vector: Vectors) -> Retrieval:
-        """Candidates by RRF over six ranked lists, then sentences re-scored on the raw signals."""
+        """Every sentence, ranked by the probability that it answers the question."""
         idx = self.index
-        k = self.candidates
-        tokens = self.correct(words(question))
-        query_stems = stems(tokens)
-        topical = [
-            (t, st) for t, st in zip(tokens, query_stems, strict=True) if t not in generic_words()
-        ]
-        unknown = tuple(t for t, st in topical if st not in self._stem_vocab)
-
-        dense_s = idx.search("sentences", query_vector, k)
-        dense_c = idx.search("chunks", query_vector, k)
-        dense_h = idx.search("headings", query_vector, k)
-        lexical = self.bm25["sentence"].scores(
-            query_stems
-        )  # every sentence: stage 2 needs them all
-        bm25_s = top_k(lexical, k)
-        bm25_c = self.bm25["chunk"].search(query_stems, k)
-        bm25_h = self.bm25["heading"].search(query_stems, k)
-
-        # Stage 1, recall: sections fused by RRF; every list votes for the sections it found.
-        section_rankings = {
-            "dense_sentence": _unique(idx.sentences[r].section_id for r, _ in dense_s),
-            "bm25_sentence": _unique(idx.sentences[r].section_id for r, _ in bm25_s),
-            "dense_chunk": _unique(idx.chunks[r].section_id for r, _ in dense_c),
-            "bm25_chunk": _unique(idx.chunks[r].section_id for r, _ in bm25_c),
-            "dense_heading": [
-                idx.headings[r].section_id for r, _ in dense_h if self._is_heading[r]
-            ],
-            "bm25_heading": [idx.headings[r].section_id for r, _ in bm25_h if self._is_heading[r]],
-        }
-        section_rrf = rrf(section_rankings, self.weights, self.rrf_k)
-        top_sections = [
-            sid for sid, _ in sorted(section_rrf.items(), key=lambda kv: (-kv[1], kv[0]))
-        ]
-        rows = dict.fromkeys(r for r, _ in [*dense_s, *bm25_s])
-        for sid in top_sections[:CANDIDATE_SECTIONS]:
-            rows.update(dict.fromkeys(self._rows_of_section[sid]))
-        candidates = list(rows)
-
-        # Stage 2, precision: RRF throws magnitudes away ("far better" and "slightly better" both
-        # rank first); the final order weighs the raw cosine, the BM25 score and the heading match.
-        top_lexical = float(lexical.max()) if len(lexical) else 0.0
-        cosine = self._sentence_vectors[candidates] @ query_vector
-        heading_cos = self._heading_vectors @ query_vector
+        if not idx.sentences:
+            return Retrieval([], [])
+        feats = self.features(question, query_vector)
+        probs = self.ranker.probabilities(feats)
+        order = np.argsort(-probs, kind="stable")
         hits = []
-        for row, cos in zip(candidates, cosine, strict=True):
+        for row in order:
             sent = idx.sentences[row]
-            h = self._heading_row[sent.section_id]
-            heading = float(heading_cos[h]) if self._is_heading[h] else TITLE_HEADING_MATCH
-            lex = float(lexical[row]) / top_lexical if top_lexical > 0 else 0.0
-            score = float(cos) + self.lexical_weight * lex + self.heading_weight * heading
             hits.append(
                 Hit(
                     "sentence",
@@ -292,33 +165,24 @@ class Retriever:
                     sent.start,
                     sent.end,
                     sent.text,
-                    score,
-                    float(cos),
-                    float(lexical[row]) if top_lexical > 0 else None,
+                    float(probs[row]),
+                    float(feats[row, 0]),
+                    float(feats[row, 3]),
                 )
             )
-        hits.sort(key=lambda hit: (-hit.score, hit.start))
         sections: dict[str, float] = {}
         for hit in hits:
             sections.setdefault(hit.section_id, hit.score)
-        best_dense = max((s for hits_ in (dense_s, dense_c) for _, s in hits_[:1]), default=-1.0)
-        return Retrieval(
-            sentences=hits,
-            sections=list(sections.items()),
-            best_dense=best_dense,
-            unknown_terms=unknown,
-            foreign_terms=tuple(t for t in unknown if t in foreign_topics()),
-            content_terms=len(topical),
-        )
+        return Retrieval(hits, list(sections.items()))
 
     def passages(self, question: str, query_vector: Vectors, k: int = 5) -> list[Hit]:
         """Chunks ranked by fused dense and keyword rank: what `ragbot search` shows."""
         idx = self.index
-        tokens = self.correct(words(question))
-        dense = idx.search("chunks", query_vector, self.candidates)
-        lexical = self.bm25["chunk"].search(stems(tokens), self.candidates)
+        n = self.policy.candidates
+        dense = idx.search("chunks", query_vector, n)
+        lexical = self.bm25["chunk"].search(self.keywords(question), n)
         fused = rrf(
-            {"dense": [r for r, _ in dense], "bm25": [r for r, _ in lexical]}, {}, self.rrf_k
+            {"dense": [r for r, _ in dense], "bm25": [r for r, _ in lexical]}, {}, self.policy.rrf_k
         )
         dense_of = dict(dense)
         lexical_of = dict(lexical)
@@ -346,8 +210,3 @@ def _all_vectors(index: Any) -> Vectors:
     return (
         index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
     )
-
-
-def _unique(ids: Iterable[str]) -> list[str]:
-    """First occurrences, in order: a section's rank is that of its best sentence or chunk."""
-    return list(dict.fromkeys(ids))

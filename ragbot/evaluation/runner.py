@@ -74,18 +74,23 @@ def pipeline_answer_fn(pipeline: Pipeline) -> AnswerFn:
     sections ranked, and the refusal is counted by the guardrail metrics.
     """
     from ragbot.pipeline import validate_question
+    from ragbot.query import expand
 
     sections = pipeline.index.sections
 
     def ask(question: str) -> Outcome:
         started = time.perf_counter()
-        answer, retrieval = pipeline.ask_traced(question)
+        trace = pipeline.ask_traced(question)
         seconds = time.perf_counter() - started
+        retrieval = trace.retrieval
         if retrieval is None:
-            text = validate_question(question, pipeline.settings.max_question_chars)
+            text = expand(validate_question(question, pipeline.settings.max_question_chars))
             retrieval = pipeline.retriever.retrieve(text, pipeline.embed_query(text))
         return Outcome(
-            answer, tuple(sections[sid].heading for sid, _ in retrieval.sections), seconds
+            trace.answer,
+            tuple(sections[sid].heading for sid, _ in retrieval.sections),
+            seconds,
+            trace.route.intent,
         )
 
     return ask
@@ -207,15 +212,18 @@ def _check_questions(
 def _baselines(
     pipeline: Pipeline, questions: list[EvalQuestion], texts: dict[str, str], splits: dict[str, Any]
 ) -> list[SystemRun]:
-    from ragbot.baselines import Bm25Baseline, NaiveBaseline
+    from ragbot.baselines import Bm25Baseline, DenseBaseline, NaiveBaseline
 
     naive = NaiveBaseline(
         pipeline.embedder, pipeline.settings.corpus_dir, dict(pipeline.index.documents)
     )
     bm25 = Bm25Baseline(pipeline.index, pipeline.settings.max_sentences)
-    # The naive baseline reuses ragbot's question vectors (same model): its latency would lie.
+    dense = DenseBaseline(pipeline.index, pipeline.embedder, pipeline.settings.max_sentences)
+    # The naive and dense baselines reuse ragbot's question vectors (same model): their latency
+    # would lie.
     runs = [
         evaluate(questions, naive, texts, name="naive", splits=splits, timed=False),
+        evaluate(questions, dense, texts, name="dense", splits=splits, timed=False),
         evaluate(questions, bm25, texts, name="bm25", splits=splits),
     ]
     runs[0].notes.append(
@@ -225,6 +233,10 @@ def _baselines(
         "not timed (it reuses ragbot's question vectors)"
     )
     runs[1].notes.append(
+        "the three sentences most similar to the question (heading in front), dense only; "
+        "no keywords, no fusion, no abstention, no guardrails, no disclaimer; not timed"
+    )
+    runs[2].notes.append(
         "BM25 only over ragbot's sentences, top sentences cited; no abstention, no guardrails, "
         "no disclaimer"
     )

@@ -1,0 +1,141 @@
+"""Build-time learning: the router and the sentence ranker, trained from the labelled batches.
+
+Both are trained by `ragbot build-index` (deterministic, offline) and saved in the build folder
+beside the index; the manifest records their files' hashes and the training data's hash. The
+example questions' vectors are kept too (`examples.npz`), so a rebuild with the same model only
+embeds the examples that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ragbot.embeddings import Embedder, Vectors, fingerprint
+from ragbot.guardrails import match_rules
+from ragbot.fusion import SIGNALS, ExamplePool, Ranker, train_ranker
+from ragbot.query import clauses, expand
+from ragbot.router import Example, Router, load_examples, train_router
+
+if TYPE_CHECKING:
+    from ragbot.index import Index
+    from ragbot.retrieval import RetrievalPolicy
+
+EXAMPLES_FILE = "examples.npz"
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What the build trained, and how many example vectors it reused."""
+
+    router: Router
+    ranker: Ranker
+    embedded: int
+    reused: int
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def previous_example_vectors(folder: Path, model_fingerprint: str) -> dict[str, Vectors]:
+    """Example vectors of an earlier build with the same model, keyed by text hash."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        if manifest["model"]["fingerprint"] != model_fingerprint:
+            return {}
+        with np.load(folder / EXAMPLES_FILE, allow_pickle=False) as data:
+            return {str(k): v for k, v in zip(data["keys"], data["vectors"], strict=True)}
+    except (OSError, KeyError, ValueError, TypeError):
+        return {}
+
+
+def embed_examples(
+    embedder: Embedder, texts: Sequence[str], cache: dict[str, Vectors]
+) -> tuple[Vectors, int]:
+    """Vectors of the (expanded) example texts, embedding only those the cache lacks."""
+    keys = [_key(t) for t in texts]
+    missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in cache}.items())
+    if missing:
+        fresh = embedder.embed([t for _, t in missing])
+        cache = {**cache, **{k: v for (k, _), v in zip(missing, fresh, strict=True)}}
+    vectors = np.stack([cache[k] for k in keys]) if keys else np.zeros((0, embedder.dim), np.float32)
+    return np.ascontiguousarray(vectors, dtype=np.float32), len(missing)
+
+
+def learn(
+    index: Index,
+    embedder: Embedder,
+    policy: RetrievalPolicy,
+    *,
+    previous: Path | None = None,
+    examples: Sequence[Example] | None = None,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> Learned:
+    """Train the router and the ranker for this index, and save them (and the vectors) into it."""
+    from ragbot.retrieval import Retriever
+
+    examples = list(examples if examples is not None else load_examples())
+    cache = previous_example_vectors(previous, fingerprint(embedder)) if previous else {}
+    texts = [expand(ex.text) for ex in examples]
+    vectors, embedded = embed_examples(embedder, texts, cache)
+    floor = [(rule := match_rules(ex.text)) is not None and rule.label == "crisis" for ex in examples]
+    pairs = [(i, c) for i, ex in enumerate(examples) for c in clauses(ex.text)]
+    clause_vectors, clause_embedded = embed_examples(embedder, [expand(c) for _, c in pairs], cache)
+    embedded += clause_embedded
+    router = train_router(examples, vectors, floor, pairs, clause_vectors)
+
+    # The ranker's pool: article examples whose answers are sentences of this index.
+    row_of = {s.text: i for i, s in enumerate(index.sentences)}
+    members = [
+        i
+        for i, ex in enumerate(examples)
+        if ex.intent == "article" and any(g in row_of for g in ex.gold_sentences)
+    ]
+    pool = ExamplePool(
+        vectors[members] if members else np.zeros((0, embedder.dim), np.float32),
+        tuple(tuple(row_of[g] for g in examples[i].gold_sentences if g in row_of) for i in members),
+        tuple(examples[i].batch for i in members),
+    )
+    untrained = Ranker(np.zeros(len(SIGNALS)), 0.0, pool, {})
+    retriever = Retriever(index, untrained, policy)
+    features = [
+        retriever.features(texts[i], vectors[i], exclude_group=examples[i].batch) for i in members
+    ]
+    ranker = _fit_ranker(pool, features, retriever, say)
+
+    folder = index.path
+    router.save(folder)
+    ranker.save(folder, [s.sentence_id for s in index.sentences])
+    kept = [*texts, *(expand(c) for _, c in pairs)]
+    with (folder / EXAMPLES_FILE).open("wb") as fh:
+        np.savez(
+            fh,
+            keys=np.array([_key(t) for t in kept], dtype=str),
+            vectors=np.concatenate([vectors, clause_vectors]),
+        )
+    say(
+        f"router: {len(examples)} examples, held-out accuracy {router.meta['held_out_accuracy']}, "
+        f"crisis threshold {router.crisis_threshold:.3f} (clauses {router.clause_threshold:.3f}); "
+        f"ranker: {len(members)} examples"
+    )
+    return Learned(router, ranker, embedded, len(kept) - embedded)
+
+
+def _fit_ranker(
+    pool: ExamplePool, features: list[Any], retriever: Any, say: Callable[[str], None]
+) -> Ranker:
+    if not pool.answers:
+        # No example answers from this corpus (a new article): rank by similarity and keywords.
+        say("ranker: no labelled examples for this corpus; using similarity and keywords only")
+        weights = np.zeros(len(SIGNALS))
+        weights[SIGNALS.index(SIGNALS[0])] = 10.0  # cosine
+        weights[3] = 1.0  # keyword
+        return Ranker(weights, -5.0, pool, {"examples": 0, "fallback": True})
+    return train_ranker(pool, features, pool.answers)

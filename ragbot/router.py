@@ -1,0 +1,351 @@
+"""The question router: crisis, advice, article or other, learned from labelled questions.
+
+A multinomial logistic regression over two views of a question: the sentence embedding the
+pipeline already computes (meaning, paraphrase) and hashed character n-grams (slang, typos,
+street names the model has never seen). It is trained by `ragbot build-index` from the reviewed
+question batches in `ragbot/data/router/`, deterministically, and saved in the build beside the
+index (`router.npz`, hashed in the manifest), so serving only multiplies a vector by a matrix.
+
+The crisis threshold is calibrated for recall on questions the model was not trained on (folds
+that hold out a whole batch, one persona at a time), and a lower "distress" threshold attaches
+the crisis resources to any other reply (README: the router).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from ragbot.embeddings import Vectors
+from ragbot.errors import BuildError, IndexCorrupt
+
+Intent = Literal["crisis", "advice", "article", "other"]
+INTENTS: tuple[Intent, ...] = ("crisis", "advice", "article", "other")
+ROUTER_FILE = "router.npz"
+DATA_FOLDER = "router"  # in ragbot/data: one JSON Lines file per batch (persona)
+
+SEED = 0
+# Inverse regularisation, chosen by batch-held-out cross-validation (README: the router).
+C = 16.0
+# Character n-grams catch "ket", "k-hole", "od'd" and typos; 2**16 buckets collide rarely here.
+NGRAM_RANGE = (2, 5)
+HASH_FEATURES = 2**16
+# The embedding view is scaled so that neither view drowns the other (both are unit length).
+EMBEDDING_WEIGHT = 1.0
+# Thresholds are calibrated on batch-held-out folds, the pattern floor counted: the crisis reply
+# reaches this share of held-out crisis messages, and the resources (beside whatever else the
+# reply holds) this larger share. A false alarm costs a referral; a miss costs far more.
+CRISIS_RECALL = 0.95
+DISTRESS_RECALL = 0.98
+# A message's clauses are screened too ("how does it work? ... i won't be around next week");
+# their threshold is the lowest that adds at most this share of held-out false alarms.
+CLAUSE_FALSE_ALARM_BUDGET = 0.01
+ArrayF = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled question of a training batch."""
+
+    text: str
+    intent: Intent
+    batch: str  # the file (persona) it came from: folds hold out whole batches
+    gold_sentences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    """The router's verdict on one question: probabilities and the thresholds they crossed."""
+
+    probabilities: dict[str, float]
+    crisis: bool  # the message, or one of its clauses, at or above its crisis threshold
+    distress: bool  # the message at or above the distress floor (crisis included)
+
+    @property
+    def intent(self) -> Intent:
+        """The most probable intent."""
+        return max(INTENTS, key=lambda i: self.probabilities[i])
+
+    def p(self, intent: Intent) -> float:
+        """Probability of one intent."""
+        return self.probabilities[intent]
+
+
+def load_examples(folder: Path | None = None) -> list[Example]:
+    """Every labelled question of the training batches (ragbot/data/router/*.jsonl)."""
+    if folder is None:
+        root = resources.files("ragbot.data").joinpath(DATA_FOLDER)
+        files = sorted((Path(str(root)) / name for name in _names(root)), key=lambda p: p.name)
+    else:
+        files = sorted(folder.glob("*.jsonl"))
+    out: list[Example] = []
+    for path in files:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                intent = row["intent"]
+                if intent not in INTENTS:
+                    raise ValueError(f"unknown intent {intent!r}")
+                out.append(
+                    Example(row["text"], intent, path.stem, tuple(row.get("gold_sentences", ())))
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BuildError(f"{path.name}:{number} is not a router example: {exc}") from exc
+    return out
+
+
+def _names(root: Any) -> list[str]:
+    return [p.name for p in root.iterdir() if p.name.endswith(".jsonl")]
+
+
+def examples_hash(examples: Iterable[Example]) -> str:
+    """SHA-256 of the training data, for the manifest."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(f"{ex.batch}\t{ex.intent}\t{ex.text}\n".encode())
+    return digest.hexdigest()
+
+
+def lexical_text(text: str) -> str:
+    """What the n-gram view reads: lower case, straight quotes, single spaces."""
+    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+    return " ".join(text.lower().split())
+
+
+def _hasher() -> Any:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=NGRAM_RANGE,
+        n_features=HASH_FEATURES,
+        alternate_sign=False,
+        norm="l2",
+    )
+
+
+def features(texts: Sequence[str], vectors: Vectors) -> Any:
+    """The sparse feature matrix: embedding view and n-gram view side by side."""
+    from scipy import sparse
+
+    grams = _hasher().transform([lexical_text(t) for t in texts])
+    dense = sparse.csr_matrix(np.asarray(vectors, dtype=np.float64) * EMBEDDING_WEIGHT)
+    return sparse.hstack([dense, grams], format="csr")
+
+
+def _fit(x: Any, y: Sequence[str]) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    # newton-cg converges in a handful of steps here (seconds, not tens), deterministically.
+    model = LogisticRegression(C=C, solver="newton-cg", tol=1e-3, max_iter=200, random_state=SEED)
+    model.fit(x, list(y))
+    return model
+
+
+@dataclass(frozen=True)
+class Router:
+    """A trained router: one weight row per intent, and its calibrated thresholds."""
+
+    coef: ArrayF  # (intents, features)
+    intercept: ArrayF  # (intents,)
+    crisis_threshold: float
+    distress_threshold: float
+    clause_threshold: float
+    meta: dict[str, Any]
+
+    def probabilities(self, texts: Sequence[str], vectors: Vectors) -> ArrayF:
+        """Softmax probabilities, one row per text, columns in INTENTS order."""
+        x = features(texts, vectors.reshape(len(texts), -1))
+        logits = np.asarray(x @ self.coef.T) + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        out: ArrayF = e / e.sum(axis=1, keepdims=True)
+        return out
+
+    def route(
+        self,
+        text: str,
+        vector: Vectors,
+        clauses: Sequence[str] = (),
+        clause_vectors: Vectors | None = None,
+    ) -> Route:
+        """The verdict on one message, from its text and the vector the pipeline computed, and
+        from its clauses when it holds several (query.clauses)."""
+        row = self.probabilities([text], vector)[0]
+        probs = {intent: float(p) for intent, p in zip(INTENTS, row, strict=True)}
+        crisis = float(crisis_score(row[None, :])[0]) >= self.crisis_threshold
+        if clauses and clause_vectors is not None and not crisis:
+            scores = crisis_score(self.probabilities(clauses, clause_vectors))
+            crisis = float(scores.max()) >= self.clause_threshold
+        return Route(probs, crisis=crisis, distress=probs["crisis"] >= self.distress_threshold)
+
+    def save(self, folder: Path) -> Path:
+        """Write router.npz into a build folder."""
+        path = folder / ROUTER_FILE
+        with path.open("wb") as fh:
+            np.savez(
+                fh,
+                coef=self.coef.astype(np.float32),
+                intercept=self.intercept,
+                thresholds=np.array(
+                    [self.crisis_threshold, self.distress_threshold, self.clause_threshold]
+                ),
+                meta=np.array(json.dumps(self.meta, sort_keys=True)),
+            )
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> Router:
+        """Read router.npz from a build folder."""
+        path = folder / ROUTER_FILE
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                coef = data["coef"].astype(np.float64)
+                intercept = data["intercept"].astype(np.float64)
+                crisis, distress, clause = (float(v) for v in data["thresholds"])
+                meta = json.loads(str(data["meta"]))
+        except (OSError, KeyError, ValueError) as exc:
+            raise IndexCorrupt(
+                f"{folder}/{ROUTER_FILE} cannot be read ({exc}): run `ragbot build-index`"
+            ) from exc
+        if coef.shape != (len(INTENTS), coef.shape[1]) or intercept.shape != (len(INTENTS),):
+            raise IndexCorrupt(
+                f"{folder}/{ROUTER_FILE} has the wrong shape: run `ragbot build-index`"
+            )
+        return cls(coef, intercept, crisis, distress, clause, meta)
+
+
+def _ordered(model: Any) -> tuple[ArrayF, ArrayF]:
+    """The model's weights with rows in INTENTS order."""
+    rows = [list(model.classes_).index(i) for i in INTENTS]
+    return np.asarray(model.coef_[rows], np.float64), np.asarray(model.intercept_[rows], np.float64)
+
+
+def _softmax(x: Any, coef: ArrayF, intercept: ArrayF) -> ArrayF:
+    logits = np.asarray(x @ coef.T) + intercept
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    out: ArrayF = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def held_out_probabilities(
+    examples: Sequence[Example], x: Any, clause_x: Any = None, clause_of: Sequence[int] = ()
+) -> tuple[ArrayF, ArrayF]:
+    """Probabilities of each example, and the best clause crisis score of each, from a model
+    trained without the example's batch (one fold a batch)."""
+    out = np.zeros((len(examples), len(INTENTS)))
+    clause_best = np.zeros(len(examples))
+    owner = np.array(clause_of, dtype=np.int64)
+    batches = sorted({ex.batch for ex in examples})
+    labels = np.array([ex.intent for ex in examples])
+    for batch in batches:
+        test = np.array([ex.batch == batch for ex in examples])
+        if test.all():  # a single batch: nothing to hold it out against
+            continue
+        coef, intercept = _ordered(_fit(x[~test], labels[~test]))
+        out[test] = _softmax(x[test], coef, intercept)
+        rows = np.where(test[owner])[0] if len(owner) else owner
+        if len(rows):
+            scores = crisis_score(_softmax(clause_x[rows], coef, intercept))
+            np.maximum.at(clause_best, owner[rows], scores)
+    return out, clause_best
+
+
+def crisis_score(probabilities: ArrayF) -> ArrayF:
+    """The crisis probability where crisis is at least as likely as personal advice, else 0:
+    "how many mg can I take at home" is a question about a dose, not an overdose."""
+    p_crisis = probabilities[:, INTENTS.index("crisis")]
+    p_advice = probabilities[:, INTENTS.index("advice")]
+    out: ArrayF = np.where(p_crisis >= p_advice, p_crisis, 0.0)
+    return out
+
+
+def recall_threshold(probabilities: ArrayF, caught: npt.NDArray[np.bool_], recall: float) -> float:
+    """The highest threshold at which `recall` of the positives are caught, by the threshold or
+    by the pattern floor (`caught`)."""
+    missed = np.sort(probabilities[~caught])[::-1]
+    allowed = int(np.floor((1.0 - recall) * len(probabilities)))  # positives we may miss
+    if len(missed) <= allowed:
+        return 1.0
+    return float(missed[len(missed) - allowed - 1])
+
+
+def clause_threshold(
+    clause_best: ArrayF, flagged: npt.NDArray[np.bool_], negative: npt.NDArray[np.bool_]
+) -> float:
+    """The lowest clause threshold that flags at most the budgeted share of the negatives that
+    the whole-message verdict left alone."""
+    candidates = np.sort(clause_best[negative & ~flagged])[::-1]
+    allowed = int(np.floor(CLAUSE_FALSE_ALARM_BUDGET * int(negative.sum())))
+    if len(candidates) <= allowed:
+        return 0.0
+    return float(np.nextafter(candidates[allowed], 1.0))
+
+
+def train_router(
+    examples: Sequence[Example],
+    vectors: Vectors,
+    floor: Sequence[bool] | None = None,
+    clauses: Sequence[tuple[int, str]] = (),
+    clause_vectors: Vectors | None = None,
+) -> Router:
+    """Fit the router on every example, with thresholds calibrated on batch-held-out folds;
+    `floor` marks the examples the pattern table already flags as crisis, and `clauses` are
+    (example, clause) pairs of the messages that hold several."""
+    if {ex.intent for ex in examples} != set(INTENTS):
+        raise BuildError("the router needs examples of every intent: " + ", ".join(INTENTS))
+    x = features([ex.text for ex in examples], vectors)
+    clause_x = (
+        features([c for _, c in clauses], clause_vectors)
+        if clauses and clause_vectors is not None
+        else None
+    )
+    held_out, clause_best = held_out_probabilities(
+        examples, x, clause_x, [i for i, _ in clauses]
+    )
+    crisis = np.array([ex.intent == "crisis" for ex in examples])
+    caught = np.array(floor if floor is not None else [False] * len(examples), dtype=bool)
+    p_crisis = held_out[:, INTENTS.index("crisis")]
+    scores = crisis_score(held_out)
+    crisis_threshold = recall_threshold(scores[crisis], caught[crisis], CRISIS_RECALL)
+    distress_threshold = recall_threshold(p_crisis[crisis], caught[crisis], DISTRESS_RECALL)
+    model = _fit(x, [ex.intent for ex in examples])
+    coef, intercept = _ordered(model)
+    predicted = [INTENTS[i] for i in held_out.argmax(axis=1)]
+    flagged = (scores >= crisis_threshold) | caught
+    by_clause = clause_threshold(clause_best, flagged, ~crisis)
+    flagged |= clause_best >= by_clause
+    meta = {
+        "examples": len(examples),
+        "data_sha256": examples_hash(examples),
+        "batches": sorted({ex.batch for ex in examples}),
+        "held_out_accuracy": round(
+            float(np.mean([p == ex.intent for p, ex in zip(predicted, examples, strict=True)])), 4
+        ),
+        "held_out_crisis_recall": round(float(flagged[crisis].mean()), 4),
+        "held_out_crisis_false_alarms": round(float(flagged[~crisis].mean()), 4),
+        "C": C,
+        "ngram_range": list(NGRAM_RANGE),
+        "hash_features": HASH_FEATURES,
+        "embedding_weight": EMBEDDING_WEIGHT,
+        "seed": SEED,
+    }
+    return Router(
+        coef,
+        intercept,
+        crisis_threshold,
+        min(distress_threshold, crisis_threshold),
+        by_clause,
+        meta,
+    )
