@@ -104,6 +104,8 @@ class BuildReport:
     embedded: int
     reused: int
     seconds: float
+    examples_embedded: int = 0  # the router's and ranker's labelled questions
+    examples_reused: int = 0
 
 
 def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
@@ -195,8 +197,6 @@ def build_index(
                 previous=root / "current",
                 say=say,
             )
-            embedded += learned.embedded
-            reused += learned.reused
             seconds = time.perf_counter() - started
             manifest = _manifest(
                 settings, embedder, build_id, documents, headings, sentences, chunks, seconds, tmp
@@ -234,6 +234,8 @@ def build_index(
         embedded=embedded,
         reused=reused,
         seconds=time.perf_counter() - started,
+        examples_embedded=learned.embedded,
+        examples_reused=learned.reused,
     )
 
 

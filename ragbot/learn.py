@@ -21,13 +21,18 @@ from ragbot.embeddings import Embedder, Vectors, fingerprint
 from ragbot.guardrails import match_rules
 from ragbot.fusion import SIGNALS, ExamplePool, Ranker, train_ranker
 from ragbot.query import clauses, expand
-from ragbot.router import Example, Router, load_examples, train_router
+from ragbot.router import Example, Router, examples_hash, load_examples, train_router
 
 if TYPE_CHECKING:
     from ragbot.index import Index
     from ragbot.retrieval import RetrievalPolicy
 
 EXAMPLES_FILE = "examples.npz"
+# Routers already trained in this process, by model fingerprint and training-data hash: training
+# is deterministic, so a rebuild over an unchanged corpus need not fit the folds again.
+_ROUTERS: dict[tuple[str, str], Router] = {}
+# Example vectors met in this process, by model fingerprint (the build folder keeps them too).
+_VECTORS: dict[str, dict[str, Vectors]] = {}
 
 
 @dataclass(frozen=True)
@@ -59,12 +64,13 @@ def previous_example_vectors(folder: Path, model_fingerprint: str) -> dict[str, 
 def embed_examples(
     embedder: Embedder, texts: Sequence[str], cache: dict[str, Vectors]
 ) -> tuple[Vectors, int]:
-    """Vectors of the (expanded) example texts, embedding only those the cache lacks."""
+    """Vectors of the (expanded) example texts, embedding only those the cache lacks (and
+    adding them to it)."""
     keys = [_key(t) for t in texts]
     missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in cache}.items())
     if missing:
         fresh = embedder.embed([t for _, t in missing])
-        cache = {**cache, **{k: v for (k, _), v in zip(missing, fresh, strict=True)}}
+        cache.update({k: v for (k, _), v in zip(missing, fresh, strict=True)})
     vectors = np.stack([cache[k] for k in keys]) if keys else np.zeros((0, embedder.dim), np.float32)
     return np.ascontiguousarray(vectors, dtype=np.float32), len(missing)
 
@@ -82,14 +88,19 @@ def learn(
     from ragbot.retrieval import Retriever
 
     examples = list(examples if examples is not None else load_examples())
-    cache = previous_example_vectors(previous, fingerprint(embedder)) if previous else {}
+    cache = _VECTORS.setdefault(fingerprint(embedder), {})
+    if previous is not None and not cache:
+        cache.update(previous_example_vectors(previous, fingerprint(embedder)))
     texts = [expand(ex.text) for ex in examples]
     vectors, embedded = embed_examples(embedder, texts, cache)
-    floor = [(rule := match_rules(ex.text)) is not None and rule.label == "crisis" for ex in examples]
     pairs = [(i, c) for i, ex in enumerate(examples) for c in clauses(ex.text)]
     clause_vectors, clause_embedded = embed_examples(embedder, [expand(c) for _, c in pairs], cache)
     embedded += clause_embedded
-    router = train_router(examples, vectors, floor, pairs, clause_vectors)
+    key = (fingerprint(embedder), examples_hash(examples))
+    router = _ROUTERS.get(key)
+    if router is None:
+        floor = [(r := match_rules(ex.text)) is not None and r.label == "crisis" for ex in examples]
+        router = _ROUTERS[key] = train_router(examples, vectors, floor, pairs, clause_vectors)
 
     # The ranker's pool: article examples whose answers are sentences of this index.
     row_of = {s.text: i for i, s in enumerate(index.sentences)}

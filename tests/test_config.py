@@ -16,6 +16,33 @@ def test_settings_are_documented(repo_root: Path) -> None:
     assert documented == {name.upper() for name in Settings.model_fields}
 
 
+def readme_defaults(repo_root: Path) -> dict[str, str]:
+    """Setting name -> the default column of the README's table, backticks removed."""
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `RAGBOT_([A-Z_]+)` \| ([^|]+) \|", readme, re.MULTILINE)
+    return {name.lower(): cell.strip().strip("`") for name, cell in rows}
+
+
+def test_the_readme_gives_each_number_flag_and_word_its_default_from_the_code(
+    repo_root: Path,
+) -> None:
+    # Paths and unset secrets are described in words; every number, flag and string is checked.
+    documented = readme_defaults(repo_root)
+    checked = 0
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, bool):
+            assert documented[name] == str(default).lower(), name
+        elif isinstance(default, int | float):
+            assert float(documented[name]) == float(default), name
+        elif isinstance(default, str):
+            assert documented[name] == default, name
+        else:
+            continue
+        checked += 1
+    assert checked >= 20
+
+
 def test_every_setting_has_a_description() -> None:
     assert all(field.description for field in Settings.model_fields.values())
 

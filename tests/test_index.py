@@ -159,7 +159,12 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
     built: Index, corpus: Path, hashing_embedder: HashingEmbedder
 ) -> None:
     m = built.manifest
-    assert m["format"] == 1
+    assert m["format"] == 2
+    router, ranker = m["learned"]["router"], m["learned"]["ranker"]
+    assert router["examples"] >= 2000 and len(router["data_sha256"]) == 64
+    assert 0 < router["distress_threshold"] <= router["crisis_threshold"] <= 1
+    assert ranker["signals"][0] == "cosine" and ranker["examples"] > 0
+    assert {"router.npz", "ranker.npz", "examples.npz"} <= set(m["files"])
     assert m["model"]["name"] == "hashing-test-embedder"
     assert m["model"]["fingerprint"] == hashing_embedder.fingerprint
     assert m["model"]["dim"] == 256
@@ -200,8 +205,11 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
     )
     assert sorted(m["files"]) == [
         "chunks.faiss",
+        "examples.npz",
         "headings.faiss",
+        "ranker.npz",
         "records.json",
+        "router.npz",
         "sentences.faiss",
     ]
     assert all(file_hash(folder / name) == digest for name, digest in m["files"].items())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ragbot.fusion import rrf
 from ragbot.index import build_index, load_index
-from ragbot.retrieval import Retriever, normalize, rrf, words
+from ragbot.query import expand, normalize, words
+from ragbot.retrieval import RetrievalPolicy, Retriever, defined_terms
 
 
 @pytest.mark.parametrize(
@@ -45,7 +47,9 @@ def test_rrf_prefers_agreement_over_a_single_first_place() -> None:
 def retriever(settings, hashing_embedder):  # type: ignore[no-untyped-def]
     s = settings()
     build_index(s, hashing_embedder)
-    return Retriever(load_index(s, hashing_embedder)), hashing_embedder
+    index = load_index(s, hashing_embedder)
+    assert index.ranker is not None
+    return Retriever(index, index.ranker, RetrievalPolicy(30, 60)), hashing_embedder
 
 
 @pytest.mark.parametrize(
@@ -61,12 +65,12 @@ def test_misspellings_are_corrected_against_the_corpus_vocabulary(
     retriever, typed: str, meant: str
 ) -> None:  # type: ignore[no-untyped-def]
     r, _ = retriever
-    assert r.correct([typed]) == [meant]
+    assert r.vocabulary.correct([typed]) == [meant]
 
 
 def test_words_the_corpus_lacks_are_left_alone(retriever) -> None:  # type: ignore[no-untyped-def]
     r, _ = retriever
-    assert r.correct(["medicare", "lsd", "zebra"]) == ["medicare", "lsd", "zebra"]
+    assert r.vocabulary.correct(["lsd", "zebra", "pizza"]) == ["lsd", "zebra", "pizza"]
 
 
 def test_a_keyword_question_finds_its_section(retriever) -> None:  # type: ignore[no-untyped-def]
@@ -78,9 +82,39 @@ def test_a_keyword_question_finds_its_section(retriever) -> None:  # type: ignor
     assert "fourteen days" in result.sentences[0].text
 
 
-def test_topic_words_the_corpus_never_uses_are_reported(retriever) -> None:  # type: ignore[no-untyped-def]
+def test_sentences_come_ranked_by_the_probability_that_they_answer(retriever) -> None:  # type: ignore[no-untyped-def]
     r, embedder = retriever
-    question = "Is ketamine FDA approved?"
+    question = "bladder issues chronic use"
     result = r.retrieve(question, embedder.embed([question])[0])
-    assert set(result.unknown_terms) == {"fda", "approved"}
-    assert result.foreign_terms == ("fda",)
+    scores = [h.score for h in result.sentences]
+    assert len(scores) == len(r.index.sentences)
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert "bladder" in result.sentences[0].text and result.best == scores[0]
+
+
+@pytest.mark.parametrize(
+    ("typed", "expanded"),
+    [
+        ("how long does ket last", "how long does ketamine last"),
+        ("is special k bad for ur brain", "is ketamine bad for ur brain"),
+        ("k and glutamate?", "ketamine and glutamate?"),
+        ("k", "k"),  # alone, it means okay
+        ("ok thanks", "ok thanks"),
+        ("skip my session", "skip my session"),  # only whole words
+    ],
+)
+def test_street_names_are_spelt_out(typed: str, expanded: str) -> None:
+    assert expand(typed) == expanded
+
+
+@pytest.mark.parametrize(
+    ("sentence", "terms"),
+    [
+        ("It raises glutamate, a neurotransmitter.", {"glutam"}),
+        ("a window of neuroplasticity – the brain's ability to form connections", {"neuroplast"}),
+        ("It acts on the NMDA (N-methyl-D-aspartate) receptors.", {"nmda"}),
+        ("Ketamine is metabolized quickly in the body.", set()),
+    ],
+)
+def test_a_sentence_that_glosses_a_word_defines_it(sentence: str, terms: set[str]) -> None:
+    assert defined_terms(sentence) == terms

@@ -28,7 +28,7 @@ from ragbot.api.app import create_app
 from ragbot.config import Settings
 from ragbot.errors import InvalidQuestion
 from ragbot.guardrails import CRISIS_MESSAGE, DISCLAIMER
-from ragbot.models import Answer, Citation
+from ragbot.models import Answer, Citation, Status
 from ragbot.pipeline import Pipeline
 from ragbot.slack.blocks import (
     CONTEXT_TEXT_LIMIT,
@@ -300,6 +300,78 @@ def test_crisis_reply_holds_only_the_crisis_message_and_the_disclaimer() -> None
     assert [b["type"] for b in reply.blocks] == ["section", "context"]
     assert reply.blocks[0]["text"]["text"] == escape_mrkdwn(CRISIS_MESSAGE)
     assert "article" not in json.dumps(reply.as_kwargs()).replace("article, not medical", "")
+
+
+def test_an_answer_with_resources_opens_with_the_crisis_message_then_answers_as_usual() -> None:
+    answer = Answer(
+        "answered",
+        "Ketamine blocks NMDA receptors [1].",
+        (citation(),),
+        DISCLAIMER,
+        ("Another question?",),
+        resources=CRISIS_MESSAGE,
+    )
+    reply = answer_reply(answer)
+    assert [b["type"] for b in reply.blocks] == [
+        "section",  # the crisis resources, before anything from the article
+        "section",  # the answer
+        "divider",
+        "section",  # citation [1]
+        "section",  # suggestions
+        "context",  # the disclaimer, last as always
+    ]
+    assert reply.blocks[0]["text"]["text"] == escape_mrkdwn(CRISIS_MESSAGE)
+    assert reply.blocks[1]["text"]["text"] == "Ketamine blocks NMDA receptors [1]."
+    assert reply.blocks[3]["text"]["text"].startswith("*[1]* How It Works\n>")
+    assert ends_with_disclaimer(reply.blocks)
+    # The notification text too: the resources first, then the answer, then the disclaimer.
+    assert reply.text.startswith(escape_mrkdwn(CRISIS_MESSAGE) + "\n\nKetamine blocks NMDA")
+    assert reply.text.endswith(ESCAPED_DISCLAIMER)
+    assert_within_slack_limits(reply.blocks, reply.text)
+
+
+@pytest.mark.parametrize("status", ["no_answer", "refused"])
+def test_no_answer_and_refusal_with_resources_also_open_with_the_crisis_message(
+    status: Status,
+) -> None:
+    reply = answer_reply(Answer(status, "Not in the article.", (), DISCLAIMER, resources="x"))
+    # The fixed message, never the text the Answer happens to carry in `resources`.
+    assert reply.blocks[0]["text"]["text"] == escape_mrkdwn(CRISIS_MESSAGE)
+    assert reply.blocks[1]["text"]["text"] == "Not in the article."
+    assert ends_with_disclaimer(reply.blocks)
+
+
+def test_an_answer_without_resources_has_no_crisis_message() -> None:
+    answer = Answer("answered", "Ketamine blocks NMDA receptors [1].", (citation(),), DISCLAIMER)
+    reply = answer_reply(answer)
+    assert [b["type"] for b in reply.blocks] == ["section", "divider", "section", "context"]
+    assert reply.blocks[0]["text"]["text"] == "Ketamine blocks NMDA receptors [1]."
+    assert "988" not in json.dumps(reply.as_kwargs())
+    assert reply.text == "Ketamine blocks NMDA receptors [1].\n\n" + ESCAPED_DISCLAIMER
+
+
+def test_a_crisis_reply_with_resources_still_holds_the_crisis_message_once() -> None:
+    answer = Answer("crisis", CRISIS_MESSAGE, (), DISCLAIMER, resources=CRISIS_MESSAGE)
+    reply = answer_reply(answer)
+    assert [b["type"] for b in reply.blocks] == ["section", "context"]
+    assert reply.blocks[0]["text"]["text"] == escape_mrkdwn(CRISIS_MESSAGE)
+
+
+def test_a_very_long_answer_with_resources_keeps_them_whole_within_slack_limits() -> None:
+    long = "Ketamine & the brain <NMDA>. " * 400
+    answer = Answer(
+        "answered",
+        long,
+        tuple(citation(n, quote=long) for n in range(1, 120)),
+        DISCLAIMER,
+        tuple(f"Question {n}?" for n in range(6)),
+        resources=CRISIS_MESSAGE,
+    )
+    reply = answer_reply(answer)
+    assert_within_slack_limits(reply.blocks, reply.text)
+    assert reply.blocks[0]["text"]["text"] == escape_mrkdwn(CRISIS_MESSAGE)
+    assert reply.text.startswith(escape_mrkdwn(CRISIS_MESSAGE))
+    assert ends_with_disclaimer(reply.blocks)
 
 
 def test_a_citation_links_its_section_only_to_a_safe_http_url() -> None:

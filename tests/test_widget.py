@@ -22,6 +22,7 @@ from live_server import Service
 from ragbot.api.app import create_app
 from ragbot.config import Settings
 from ragbot.embeddings import HashingEmbedder
+from ragbot.guardrails import CRISIS_MESSAGE, DISCLAIMER
 from ragbot.index import build_index
 from ragbot.pipeline import Pipeline
 
@@ -212,6 +213,14 @@ def service(browser: Browser, real_pipeline: Pipeline, pages: PageServer) -> Ite
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def stub_service(browser: Browser, fake_pipeline: Pipeline) -> Iterator[Service]:
+    """The service over the fast fake pipeline, for tests that stub /v1/ask in the browser."""
+    server = Service(create_app(fake_pipeline.settings, fake_pipeline)).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh desktop tab (its own sessionStorage); fails the test on any uncaught page error."""
@@ -305,9 +314,9 @@ def test_demo_page_answers_with_a_citation_that_reveals_its_quote_and_the_discla
     ask(page, QUESTION)
     answer = page.locator("li.answered").last
     expect(answer).to_contain_text("45 to 90 minutes")
-    marker = answer.get_by_role("button", name=re.compile(r"^Show source 2"))
-    expect(marker).to_have_text("2")
-    source = answer.locator("figure.source").nth(1)
+    marker = answer.get_by_role("button", name=re.compile(r"^Show source 1"))
+    expect(marker).to_have_text("1")
+    source = answer.locator("figure.source").nth(0)
     expect(source).to_be_hidden()
     marker.press("Enter")
     expect(marker).to_have_attribute("aria-expanded", "true")
@@ -603,8 +612,8 @@ def test_aggressive_host_css_cannot_break_the_widget_and_cors_lets_that_site_cal
         "15px",
         "rgb(31, 41, 55)",
     ]
-    answer.get_by_role("button", name=re.compile("^Show source 3")).click()
-    expect(answer.locator("figure.source").nth(2)).to_be_visible()
+    answer.get_by_role("button", name=re.compile("^Show source 2")).click()
+    expect(answer.locator("figure.source").nth(1)).to_be_visible()
     expect(page.get_by_role("button", name="Send question")).to_be_visible()
     page.screenshot(path=str(screenshots / "widget-hostile-css-1280x800.png"))
 
@@ -646,3 +655,140 @@ def test_data_attributes_set_position_colour_and_open_on_load(
     assert low_contrast_text(page) == []
     # The page's own buttons are untouched by the widget's styles.
     expect(page.get_by_role("button", name="Page button")).to_be_visible()
+
+
+# ---------------------------------------------------------------------------------------------
+# Crisis resources beside another reply (the /v1/ask reply is stubbed in the browser)
+
+METABOLIZED = "Ketamine is metabolized quickly in the body."
+FIXED_CRISIS_LINKS = ["tel:988", "sms:988", "tel:911", "tel:18002221222"]
+
+
+def stub_reply(answer: str, resources: str | None) -> dict[str, Any]:
+    """An `answered` /v1/ask body with one citation, and `resources` as given."""
+    return {
+        "status": "answered",
+        "answer": answer + " [1]",
+        "citations": [
+            {
+                "id": 1,
+                "doc_id": "d",
+                "title": "What are the Effects of Ketamine on the Brain?",
+                "section": "How Long Does Ketamine Stay in the Body?",
+                "quote": answer,
+                "start": 0,
+                "end": len(answer),
+                "url": None,
+                "score": 1.0,
+            }
+        ],
+        "disclaimer": DISCLAIMER,
+        "suggestions": [],
+        "resources": resources,
+        "request_id": "stub",
+    }
+
+
+def stub_asks(page: Page, bodies: list[dict[str, Any]]) -> None:
+    """Answer each POST /v1/ask of the page with the next of `bodies`."""
+    from playwright.sync_api import Route
+
+    queue = list(bodies)
+
+    def reply(route: Route) -> None:
+        route.fulfill(status=200, json=queue.pop(0))
+
+    page.route("**/v1/ask", reply)
+
+
+def follows(page: Page, first: Any, then: Any) -> bool:
+    """Whether element `then` comes after element `first` in the document."""
+    return bool(
+        page.evaluate(
+            "([a, b]) => !!(a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING)",
+            [first.element_handle(), then.element_handle()],
+        )
+    )
+
+
+@pytest.mark.browser
+def test_a_reply_with_resources_shows_the_crisis_resources_and_links_before_the_answer(
+    page: Page, stub_service: Service, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    stub_asks(page, [stub_reply(METABOLIZED, CRISIS_MESSAGE), stub_reply(METABOLIZED, None)])
+    page.goto(stub_service.url + "/")
+    open_widget(page)
+    ask(page, "I feel hopeless, how long does ketamine stay in the body?")
+    reply = page.locator("li.answered").first
+    resources = reply.locator(".resources")
+    expect(resources).to_be_visible()
+    expect(resources).to_have_attribute("aria-label", "Crisis resources")
+    expect(resources.locator(".lead")).to_have_text("Help is available right now")
+    expect(resources).to_contain_text(CRISIS_MESSAGE)
+    links = resources.get_by_role("link")
+    assert links.evaluate_all("as => as.map(a => a.getAttribute('href'))") == FIXED_CRISIS_LINKS
+    expect(resources.get_by_role("link", name=re.compile("Call 988"))).to_be_visible()
+
+    # First the resources and their tel:988 link, then the quoted answer, then the disclaimer.
+    call_988 = resources.locator("a[href='tel:988']")
+    answer_text = reply.locator("p.text", has_text=METABOLIZED)
+    assert follows(page, resources.locator(".lead"), call_988)
+    assert follows(page, call_988, answer_text)
+    assert follows(page, answer_text, reply.locator(".disclaimer"))
+    assert low_contrast_text(page) == []
+    page.screenshot(path=str(screenshots / "widget-resources-1280x800.png"))
+    reply.get_by_role("button", name=re.compile("^Show source 1")).click()
+    expect(reply.locator("figure.source")).to_contain_text(METABOLIZED)
+    # The live region, too, says the resources first.
+    expect(page.locator(".live")).to_have_text(
+        re.compile(r"^Help is available right now\. It sounds like .* Answer: Ketamine is metab")
+    )
+
+    ask(page, "How long does ketamine stay in the body?")  # no distress: no resources
+    plain = page.locator("li.answered").nth(1)
+    expect(plain).to_contain_text(METABOLIZED)
+    expect(plain.locator(".resources")).to_have_count(0)
+    expect(plain.locator("a[href^='tel:'], a[href^='sms:']")).to_have_count(0)
+    expect(page.locator(".live")).to_have_text(re.compile(r"^Answer: Ketamine is metabolized"))
+
+    page.reload()  # both replies come back from sessionStorage as they were
+    expect(page.locator("li.answered")).to_have_count(2)
+    expect(page.locator("li.answered").first.locator(".resources")).to_contain_text(CRISIS_MESSAGE)
+    expect(page.locator("li.answered").nth(1).locator(".resources")).to_have_count(0)
+
+
+@pytest.mark.browser
+def test_resources_are_shown_as_text_and_stored_replies_without_resources_still_render(
+    page: Page, stub_service: Service
+) -> None:
+    from playwright.sync_api import expect
+
+    # Markup and links in `resources` are text; the only links are the widget's fixed ones.
+    hostile = "<a href='tel:123'>Call 123</a><img src=x onerror=window.__pwned=1>"
+    stub_asks(page, [stub_reply(METABOLIZED, hostile), stub_reply(METABOLIZED, "   ")])
+    page.goto(stub_service.url + "/")
+    open_widget(page)
+    ask(page, "first")
+    first = page.locator("li.answered").first
+    expect(first.locator(".resources p.text")).to_have_text(hostile)
+    links = first.locator(".resources").get_by_role("link")
+    assert links.evaluate_all("as => as.map(a => a.getAttribute('href'))") == FIXED_CRISIS_LINKS
+    ask(page, "second")  # blank resources: nothing to show
+    expect(page.locator("li.answered").nth(1)).to_contain_text(METABOLIZED)
+    expect(page.locator("li.answered").nth(1).locator(".resources")).to_have_count(0)
+
+    # A conversation stored before `resources` existed: its replies lack the field.
+    page.evaluate(
+        """() => { for (const key of Object.keys(sessionStorage)) {
+                     const data = JSON.parse(sessionStorage.getItem(key));
+                     data.messages.forEach(m => { if (m.reply) delete m.reply.resources; });
+                     sessionStorage.setItem(key, JSON.stringify(data)); } }"""
+    )
+    page.reload()
+    expect(page.locator("li.answered")).to_have_count(2)
+    expect(page.locator("li.answered").first).to_contain_text(METABOLIZED)
+    expect(page.locator(".resources")).to_have_count(0)
+    page.wait_for_timeout(200)  # give any injected handler its chance
+    assert page.evaluate("window.__pwned") is None

@@ -44,6 +44,13 @@ class AskResponse(BaseModel):
     citations: list[CitationOut]
     disclaimer: str
     suggestions: list[str]
+    resources: str | None = Field(
+        description=(
+            "The crisis resources (988, 911, Poison Help), a fixed message to show before anything "
+            "else: on every crisis reply, and beside any other reply to a message that shows "
+            "distress. null otherwise."
+        )
+    )
     request_id: str
 
     @classmethod
@@ -55,6 +62,7 @@ class AskResponse(BaseModel):
             citations=[CitationOut(**c.__dict__) for c in answer.citations],
             disclaimer=answer.disclaimer,
             suggestions=list(answer.suggestions),
+            resources=answer.resources,
             request_id=request_id,
         )
 

@@ -1,7 +1,9 @@
 """Block Kit replies built from an Answer: escaped for Slack mrkdwn and cut to Slack's limits.
 
 Every reply ends with the disclaimer as a context block, whatever its status. A crisis reply holds
-the fixed crisis message and the disclaimer only: nothing from the article.
+the fixed crisis message and the disclaimer only: nothing from the article. Any other reply that
+carries the crisis resources (distress below the crisis threshold) opens with the same fixed
+message, then goes on as usual.
 """
 
 from __future__ import annotations
@@ -96,7 +98,12 @@ def answer_reply(answer: Answer) -> Reply:
         # Only the fixed, reviewed message: nothing from the article, however the answer was built.
         return _reply(CRISIS_MESSAGE, [], (), answer.disclaimer or DISCLAIMER)
     return _reply(
-        answer.answer, list(answer.citations), answer.suggestions, answer.disclaimer or DISCLAIMER
+        answer.answer,
+        list(answer.citations),
+        answer.suggestions,
+        answer.disclaimer or DISCLAIMER,
+        # The fixed, reviewed text, whatever `resources` holds: it is never built from a reply.
+        resources=CRISIS_MESSAGE if answer.resources else None,
     )
 
 
@@ -115,9 +122,15 @@ def usage_reply(command: str) -> Reply:
 
 
 def _reply(
-    message: str, citations: list[Citation], suggestions: tuple[str, ...], disclaimer: str
+    message: str,
+    citations: list[Citation],
+    suggestions: tuple[str, ...],
+    disclaimer: str,
+    *,
+    resources: str | None = None,
 ) -> Reply:
-    head: list[Block] = [_section(fit(message, SECTION_TEXT_LIMIT))]
+    head: list[Block] = [_section(fit(resources, SECTION_TEXT_LIMIT))] if resources else []
+    head.append(_section(fit(message, SECTION_TEXT_LIMIT)))
     tail: list[Block] = []
     if suggestions:
         lines = "\n".join(f"• {escape_mrkdwn(s)}" for s in suggestions)
@@ -128,7 +141,7 @@ def _reply(
         head.append({"type": "divider"})
         head.extend(_citation_block(c) for c in citations[: max(room, 0)])
     blocks = tuple(head + tail)
-    return Reply(text=_fallback(message, disclaimer), blocks=blocks)
+    return Reply(text=_fallback(message, disclaimer, resources), blocks=blocks)
 
 
 def _citation_block(citation: Citation) -> Block:
@@ -154,9 +167,11 @@ def _safe_url(url: str | None) -> str | None:
     return safe if len(safe) <= MAX_URL_CHARS else None
 
 
-def _fallback(message: str, disclaimer: str) -> str:
+def _fallback(message: str, disclaimer: str, resources: str | None = None) -> str:
+    """The notification text: the resources first when there are any, the disclaimer last."""
     tail = "\n\n" + escape_mrkdwn(disclaimer)
-    return fit(message, FALLBACK_TEXT_LIMIT - len(tail)) + tail
+    head = fit(resources, FALLBACK_TEXT_LIMIT // 2) + "\n\n" if resources else ""
+    return head + fit(message, FALLBACK_TEXT_LIMIT - len(head) - len(tail)) + tail
 
 
 def _cut_escaped(text: str, limit: int) -> str:

@@ -212,13 +212,15 @@
     ".disclaimer { margin: 8px 2px 0; font-size: 12.5px; line-height: 1.45; color: #4b5563; }",
 
     ".crisis .bubble { border: 2px solid #b91c1c; background: #fef2f2; color: #450a0a; }",
-    ".crisis .lead { display: flex; align-items: center; gap: 8px; color: #991b1b; font-size: 16px; }",
+    ".crisis .lead, .resources .lead { display: flex; align-items: center; gap: 8px; color: #991b1b; font-size: 16px; }",
+    ".resources { margin: 0 0 12px; padding: 10px 12px; border: 2px solid #b91c1c; border-radius: 10px;",
+    "  background: #fef2f2; color: #450a0a; }",
     ".actions { display: flex; flex-wrap: wrap; gap: 8px; margin-top: 12px; }",
     ".action { display: inline-flex; align-items: center; gap: 6px; min-height: 44px; padding: 8px 14px;",
     "  border-radius: 10px; background: #b91c1c; color: #ffffff; font-weight: 700; text-decoration: none; }",
     ".action svg { width: 18px; height: 18px; }",
     ".action.secondary { background: #ffffff; color: #991b1b; border: 2px solid #b91c1c; }",
-    ".crisis :focus-visible { outline-color: #450a0a; }",
+    ".crisis :focus-visible, .resources :focus-visible { outline-color: #450a0a; }",
 
     ".chips { display: flex; flex-wrap: wrap; gap: 8px; margin: 10px 0 0; }",
     ".chips-label { width: 100%; margin: 0; font-size: 13px; color: #4b5563; }",
@@ -258,7 +260,7 @@
     "@media (prefers-reduced-motion: reduce) { * { animation: none !important; transition: none !important; } }",
     "@media (forced-colors: active) {",
     "  .launcher, .send, .cite, .chip, .retry, .action, .icon-btn { border: 2px solid ButtonText; }",
-    "  .panel, .bubble { border: 1px solid CanvasText; }",
+    "  .panel, .bubble, .resources { border: 1px solid CanvasText; }",
     "}",
   ].join("\n");
 
@@ -399,7 +401,13 @@
       }),
       suggestions: (Array.isArray(body.suggestions) ? body.suggestions : [])
         .filter(function (s) { return typeof s === "string" && s.trim(); }).slice(0, 6),
+      // Absent from replies stored before the field existed: those render as they always did.
+      resources: typeof body.resources === "string" && body.resources.trim() ? body.resources : null,
     };
+  }
+
+  function hasResources(reply) {
+    return reply.status !== "crisis" && !!reply.resources; // a crisis reply is the resources already
   }
 
   function renderUser(text) {
@@ -414,22 +422,32 @@
     var bubble = el("div", { class: "bubble" });
     var item = el("li", { class: "msg bot " + reply.status }, bubble);
     if (reply.status === "crisis") {
-      bubble.append(
-        el("p", { class: "lead" }, [icon("phone"), "Help is available right now"]),
-        el("p", { class: "text", text: reply.answer }),
-        el("div", { class: "actions", role: "group", "aria-label": "Crisis lines" }, CRISIS_LINKS.map(function (link, i) {
-          return el("a", {
-            class: "action" + (i === 3 ? " secondary" : ""), href: link.href, "aria-label": link.label,
-          }, [i < 3 ? icon("phone") : null, link.text]);
-        })),
-      );
+      bubble.append.apply(bubble, crisisHelp(reply.answer));
     } else {
+      // Distress below the crisis threshold: the crisis resources first, then the reply as usual.
+      if (hasResources(reply)) {
+        bubble.append(el("div", { class: "resources", role: "group", "aria-label": "Crisis resources" },
+          crisisHelp(reply.resources)));
+      }
       bubble.append(answerText(reply));
     }
     if (reply.disclaimer) bubble.append(el("p", { class: "disclaimer", text: reply.disclaimer }));
     log.append(item);
     if (reply.suggestions.length) log.append(chips(reply.suggestions, "You could also ask:"));
     return item;
+  }
+
+  function crisisHelp(text) {
+    // The links are the fixed CRISIS_LINKS; only the message comes from the reply, as text.
+    return [
+      el("p", { class: "lead" }, [icon("phone"), "Help is available right now"]),
+      el("p", { class: "text", text: text }),
+      el("div", { class: "actions", role: "group", "aria-label": "Crisis lines" }, CRISIS_LINKS.map(function (link, i) {
+        return el("a", {
+          class: "action" + (i === 3 ? " secondary" : ""), href: link.href, "aria-label": link.label,
+        }, [i < 3 ? icon("phone") : null, link.text]);
+      })),
+    ];
   }
 
   function answerText(reply) {
@@ -538,7 +556,9 @@
     if (reply.status === "crisis") return "Help is available right now. " + reply.answer;
     var text = reply.answer.replace(/\s*\[\d+\]/g, "");
     var n = reply.citations.length;
-    return "Answer: " + text + (n ? " " + n + (n === 1 ? " source." : " sources.") : "");
+    var answer = "Answer: " + text + (n ? " " + n + (n === 1 ? " source." : " sources.") : "");
+    // The resources are heard first, as they are seen first.
+    return hasResources(reply) ? "Help is available right now. " + reply.resources + " " + answer : answer;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -653,7 +673,7 @@
       }
       scrollToShow(bubble);
       var item = renderBot(reply);
-      scrollToShow(reply.status === "crisis" ? item : bubble);
+      scrollToShow(reply.status === "crisis" || hasResources(reply) ? item : bubble);
       announce(spoken(reply));
     }).catch(function (error) {
       typing.remove();
