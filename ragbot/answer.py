@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from ragbot.config import Settings
 from ragbot.guardrails import DISCLAIMER, NO_ANSWER_MESSAGE
 from ragbot.index import Index
-from ragbot.models import Answer, Citation, Hit, Sentence
+from ragbot.models import Answer, Citation, Sentence
 from ragbot.retrieval import Retrieval
+
 
 @dataclass(frozen=True)
 class AnswerPolicy:

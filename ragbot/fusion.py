@@ -44,7 +44,9 @@ class Signal(StrEnum):
     DENSE_RANK = "dense_rank"  # 1 / (1 + rank by cosine)
     COSINE_GAP = "cosine_gap"  # cosine less the best cosine
     VOTE_X_COSINE = "vote_x_cosine"
-    DEFINES = "defines"  # the sentence defines a word of the question ("glutamate, a neurotransmitter")
+    DEFINES = (
+        "defines"  # the sentence defines a word of the question ("glutamate, a neurotransmitter")
+    )
 
 
 SIGNALS: tuple[Signal, ...] = tuple(Signal)
@@ -187,7 +189,9 @@ def train_ranker(
     from sklearn.linear_model import LogisticRegression
 
     x = np.concatenate(features)
-    y = np.concatenate([np.isin(np.arange(len(f)), list(g)) for f, g in zip(features, gold, strict=True)])
+    y = np.concatenate(
+        [np.isin(np.arange(len(f)), list(g)) for f, g in zip(features, gold, strict=True)]
+    )
     model = LogisticRegression(C=RANKER_C, max_iter=2000)
     model.fit(x, y)
     weights = np.asarray(model.coef_[0], dtype=np.float64)

@@ -83,8 +83,6 @@ def match_rules(text: str) -> Rule | None:
     return None
 
 
-
-
 @dataclass(frozen=True)
 class ScreenPolicy:
     """When the router's advice probability declines a question (Settings.advice_threshold)."""

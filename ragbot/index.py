@@ -189,7 +189,9 @@ def build_index(
             }
             _write_json(tmp / "records.json", records)
             sections = {s.section_id: s for s in headings}
-            built = Index({}, {d.doc_id: d for d in documents}, sections, sentences, chunks, indexes, tmp)
+            built = Index(
+                {}, {d.doc_id: d for d in documents}, sections, sentences, chunks, indexes, tmp
+            )
             learned = learn(
                 built,
                 embedder,

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragbot.embeddings import Embedder, Vectors, fingerprint
-from ragbot.guardrails import match_rules
 from ragbot.fusion import SIGNALS, ExamplePool, Ranker, train_ranker
+from ragbot.guardrails import match_rules
 from ragbot.query import clauses, expand
 from ragbot.router import Example, Router, examples_hash, load_examples, train_router
 
@@ -71,7 +71,9 @@ def embed_examples(
     if missing:
         fresh = embedder.embed([t for _, t in missing])
         cache.update({k: v for (k, _), v in zip(missing, fresh, strict=True)})
-    vectors = np.stack([cache[k] for k in keys]) if keys else np.zeros((0, embedder.dim), np.float32)
+    vectors = (
+        np.stack([cache[k] for k in keys]) if keys else np.zeros((0, embedder.dim), np.float32)
+    )
     return np.ascontiguousarray(vectors, dtype=np.float32), len(missing)
 
 

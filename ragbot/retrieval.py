@@ -16,7 +16,6 @@ from ragbot.index import Index, is_title_section
 from ragbot.models import Chunk, Hit
 from ragbot.query import Vocabulary, normalize, stems, words
 
-
 # "glutamate, a neurotransmitter", "neuroplasticity – the brain's ability", "NMDA (N-methyl-...)":
 # a word followed by an appositive or a gloss is being defined.
 _DEFINITION = re.compile(

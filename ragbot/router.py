@@ -182,7 +182,7 @@ class Router:
         """The verdict on one message, from its text and the vector the pipeline computed, and
         from its clauses when it holds several (query.clauses)."""
         row = self.probabilities([text], vector)[0]
-        probs = {intent: float(p) for intent, p in zip(INTENTS, row, strict=True)}
+        probs: dict[str, float] = {i: float(p) for i, p in zip(INTENTS, row, strict=True)}
         crisis = float(crisis_score(row[None, :])[0]) >= self.crisis_threshold
         if clauses and clause_vectors is not None and not crisis:
             scores = crisis_score(self.probabilities(clauses, clause_vectors))
@@ -311,9 +311,7 @@ def train_router(
         if clauses and clause_vectors is not None
         else None
     )
-    held_out, clause_best = held_out_probabilities(
-        examples, x, clause_x, [i for i, _ in clauses]
-    )
+    held_out, clause_best = held_out_probabilities(examples, x, clause_x, [i for i, _ in clauses])
     crisis = np.array([ex.intent == "crisis" for ex in examples])
     caught = np.array(floor if floor is not None else [False] * len(examples), dtype=bool)
     p_crisis = held_out[:, INTENTS.index("crisis")]

@@ -126,9 +126,7 @@ def test_multi_part_questions_are_split_into_their_questions(
 
 def test_each_part_of_a_two_part_question_gets_its_own_quote(setup) -> None:  # type: ignore[no-untyped-def]
     index, retriever, embedder = setup
-    question = (
-        "metabolites remain in the system fourteen days; bladder issues with chronic use"
-    )
+    question = "metabolites remain in the system fourteen days; bladder issues with chronic use"
     parts = split_question(question)
     assert len(parts) == 2
     vectors = embedder.embed([question, *parts])

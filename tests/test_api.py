@@ -17,12 +17,7 @@ from ragbot.pipeline import Pipeline
 
 # Questions taken from the article's sections, each with (a fragment of) the sentence that answers it.
 SECTION_QUESTIONS = [
-    pytest.param(
-        "What was ketamine initially developed as?",
-        "initially developed as an anesthetic",
-        # The router reads it as a history question the article does not cover (p=0.45).
-        marks=pytest.mark.xfail(strict=True, reason="known router miss"),
-    ),
+    ("What was ketamine initially developed as?", "initially developed as an anesthetic"),
     (
         "How is ketamine different from traditional antidepressants?",
         "Unlike traditional antidepressants",
@@ -31,11 +26,9 @@ SECTION_QUESTIONS = [
     ("How does ketamine produce an anesthetic effect?", "By blocking these receptors"),
     ("Where do ketamine's antidepressant effects come from?", "increase the levels of glutamate"),
     ("What does the surge in glutamate activity lead to?", "window of neuroplasticity"),
-    pytest.param(
+    (
         "What happens to ketamine after administration?",
         "rapidly absorbed and transported to the brain",
-        # Read as "how long does it last after administration": 45-90 minutes and 14 days.
-        marks=pytest.mark.xfail(strict=True, reason="known ranker miss"),
     ),
     ("Why does ketamine cause a dissociative state?", "dissociative state"),
     ("What do AMPA receptors do?", "AMPA receptors"),
@@ -48,6 +41,18 @@ SECTION_QUESTIONS = [
     ("How quickly can clients notice relief?", "within hours of treatment"),
     ("Why is a cautious approach to ketamine needed?", "cautious approach"),
     ("How does Nue Life supervise ketamine experiences?", "directly supervised and monitored"),
+]
+
+# Misses measured when the router and ranker were trained (README: what did not generalise):
+# the first reads as a history question the article does not cover (router p=0.45), the second
+# as "how long does it last after administration" (45-90 minutes, fourteen days).
+ROUTER_MISS = "What was ketamine initially developed as?"
+KNOWN_MISSES = frozenset({ROUTER_MISS, "What happens to ketamine after administration?"})
+ANSWERED_QUESTIONS = [
+    pytest.param(q, e, marks=pytest.mark.xfail(strict=True, reason="known miss"))
+    if q in KNOWN_MISSES
+    else (q, e)
+    for q, e in SECTION_QUESTIONS
 ]
 
 
@@ -70,7 +75,7 @@ def test_enough_section_questions() -> None:
     assert len(SECTION_QUESTIONS) >= 15
 
 
-@pytest.mark.parametrize(("question", "expected"), SECTION_QUESTIONS)
+@pytest.mark.parametrize(("question", "expected"), ANSWERED_QUESTIONS)
 def test_answer_holds_the_sentence_that_answers_the_question(
     client: TestClient, question: str, expected: str
 ) -> None:
@@ -79,7 +84,9 @@ def test_answer_holds_the_sentence_that_answers_the_question(
     assert expected in body["answer"]
 
 
-@pytest.mark.parametrize(("question", "_"), SECTION_QUESTIONS)
+@pytest.mark.parametrize(
+    ("question", "_"), [(q, e) for q, e in SECTION_QUESTIONS if q != ROUTER_MISS]
+)
 def test_answer_quotes_are_verbatim_slices_of_the_document(
     client: TestClient, real_pipeline: Pipeline, question: str, _: str
 ) -> None:
@@ -132,7 +139,7 @@ def test_disclaimer_is_byte_identical_on_every_response_of_every_status(client: 
         + MEDICAL_ADVICE
         + OUT_OF_SCOPE
         + SENSITIVE_BUT_ANSWERABLE
-        + [getattr(q, "values", q)[0] for q in SECTION_QUESTIONS]
+        + [q for q, _ in SECTION_QUESTIONS]
     )
     statuses = set()
     for question in questions:

@@ -26,8 +26,8 @@ from ragbot.evaluation import metrics as m
 from ragbot.evaluation.core import METRIC_KEYS, Outcome, evaluate, summarize
 from ragbot.evaluation.gate import check, load_thresholds
 from ragbot.evaluation.questions import (
-    HOLDOUTS,
     CATEGORIES,
+    HOLDOUTS,
     EvalQuestion,
     assign_splits,
     corpus_problems,
@@ -626,7 +626,9 @@ def test_the_newest_hold_out_set_passes_its_gate(real_pipeline: Pipeline) -> Non
     """CI's hold-out gate: the newest untouched set keeps the figures the README reports."""
     path = default_questions_path().with_name(HOLDOUTS[-1])
     texts = {k: d.text for k, d in real_pipeline.index.documents.items()}
-    values = summarize(evaluate(load_questions(path), pipeline_answer_fn(real_pipeline), texts).records)
+    values = summarize(
+        evaluate(load_questions(path), pipeline_answer_fn(real_pipeline), texts).records
+    )
     gate = load_thresholds(path.with_name("holdout_thresholds.json"))
     failing = [c.describe() for c in check(values, gate) if not c.passed]
     assert not failing, failing
