@@ -566,8 +566,7 @@ def in_process(questions: list[str]) -> dict[str, Any]:
         return wrapper
 
     original_compose = pipeline_module.compose
-    pipeline.embed_query = timed("embed_query", pipeline.embed_query)  # type: ignore[method-assign]
-    pipeline.guard.screen = timed("guard.screen", pipeline.guard.screen)  # type: ignore[method-assign]
+    pipeline.embed_queries = timed("embed_queries", pipeline.embed_queries)  # type: ignore[method-assign]
     pipeline.retriever.retrieve = timed("retriever.retrieve", pipeline.retriever.retrieve)  # type: ignore[method-assign]
     pipeline_module.compose = timed("compose", original_compose)
     try:
