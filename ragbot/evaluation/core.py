@@ -24,6 +24,7 @@ class Outcome:
         None  # the system's own timing, when it did extra work for the evaluation
     )
     intent: str | None = None  # the router's verdict; None when not exposed
+    screened_by: str | None = None  # "pattern" or "router" for a crisis or refused reply
 
 
 AnswerFn = Callable[[str], Outcome]
@@ -98,6 +99,7 @@ class Record:
     words: int | None = None  # answered replies only
     intent: str | None = None  # the router's verdict, when exposed
     resources: bool = False  # the crisis resources came with the reply
+    screened_by: str | None = None  # what decided a crisis or refused reply, when exposed
 
     @property
     def answered(self) -> bool:
@@ -215,6 +217,7 @@ def check_reply(
         words=m.word_count(a.answer) if answered else None,
         intent=outcome.intent,
         resources=a.resources is not None,
+        screened_by=outcome.screened_by,
     )
 
 
@@ -316,6 +319,16 @@ def summarize(records: Iterable[Record]) -> dict[str, Value]:
         "latency_p50_ms": m.percentile(latencies, 50),
         "latency_p95_ms": m.percentile(latencies, 95),
     }
+    return out
+
+
+def confusion(records: Iterable[Record]) -> dict[str, dict[str, int]]:
+    """Expected intent -> the router's intent -> count (records whose intent is exposed)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        if r.intent is not None:
+            row = out.setdefault(expected_intent(r.question), {})
+            row[r.intent] = row.get(r.intent, 0) + 1
     return out
 
 

@@ -11,6 +11,7 @@ from ragbot.evaluation.core import (
     Record,
     SystemRun,
     Value,
+    confusion,
     group_by,
     status_counts,
     summarize,
@@ -153,6 +154,30 @@ def failures(records: Sequence[Record]) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+INTENT_ORDER = ("crisis", "advice", "article", "other")
+
+
+def router_tables(records: Sequence[Record]) -> list[tuple[list[str], list[list[str]]]]:
+    """The router's confusion matrix (rows: expected intent) and what decided each crisis and
+    refused reply (pattern table or router); [] when the router is not exposed (over HTTP)."""
+    matrix = confusion(records)
+    if not matrix:
+        return []
+    headers = ["expected \\ router", *INTENT_ORDER]
+    rows = [
+        [want, *(str(matrix.get(want, {}).get(got, 0)) for got in INTENT_ORDER)]
+        for want in INTENT_ORDER
+        if want in matrix
+    ]
+    decided: dict[tuple[str, str], int] = {}
+    for r in records:
+        if r.screened_by is not None:
+            key = (r.status, r.screened_by)
+            decided[key] = decided.get(key, 0) + 1
+    sources = [[status, by, str(n)] for (status, by), n in sorted(decided.items())]
+    return [(headers, rows), (["reply", "decided by", "n"], sources)]
+
+
 def gate_lines(checks: Sequence[Check]) -> list[str]:
     """PASS/FAIL per bound."""
     return [f"{'PASS' if c.passed else 'FAIL'}  {c.describe()}" for c in checks]
@@ -182,6 +207,8 @@ def render_text(report: Report, *, max_failures: int | None = None) -> str:
         text_table(*by_group(rec, subcategory=True)),
         "",
     ]
+    for headers, rows in router_tables(rec):
+        out += [f"{report.ragbot.name} router ({report.split})", text_table(headers, rows), ""]
     headers, rows = failures(rec)
     shown = rows if max_failures is None else rows[:max_failures]
     out += [f"{report.ragbot.name} failures: {len(rows)} of {len(rec)} questions"]
@@ -226,6 +253,8 @@ def render_markdown(report: Report) -> str:
         md_table(*by_group(rec, subcategory=True)),
         "",
     ]
+    for headers, rows in router_tables(rec):
+        out += [f"## {report.ragbot.name} router ({report.split})", "", md_table(headers, rows), ""]
     headers, rows = failures(rec)
     out += [
         f"## {report.ragbot.name} failures ({len(rows)} of {len(rec)})",

@@ -91,6 +91,7 @@ def pipeline_answer_fn(pipeline: Pipeline) -> AnswerFn:
             tuple(sections[sid].heading for sid, _ in retrieval.sections),
             seconds,
             trace.route.intent,
+            trace.reason.split(":")[0] if trace.answer.status in ("crisis", "refused") else None,
         )
 
     return ask
