@@ -5,13 +5,17 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test install install-test chromium lint eval eval-baseline bench bench-index clean
+.PHONY: run test serve-only install install-test chromium lint eval eval-baseline bench bench-index clean
 
 run: install  ## install and run the service (builds the index when missing or stale)
 	$(VENV)/bin/ragbot serve
 
 test: install-test chromium  ## install and run every test (unit, real model, API, Slack, browser)
 	$(VENV)/bin/pytest
+	$(MAKE) serve-only
+
+serve-only: install  ## prove the serve-only install: a second venv without torch serves a built index
+	$(PY) scripts/serve_only_check.py
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -21,11 +25,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --upgrade pip
 	# torch first, pinned: the CPU build lies on disk here; unpinned, pip pulls a CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e .
+	$(PIP) install -e '.[build]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[build,test]'
 	touch $@
 
 chromium:  ## Debian's Chromium for the widget's browser tests (Playwright's own download fails here)

@@ -53,6 +53,23 @@ class Settings(BaseSettings):
         description="CPU threads per model call when serving (0: torch's default); builds use all.",
     )
 
+    encoder: Literal["onnx", "onnx-int8", "torch"] = Field(
+        "onnx",
+        description="Query encoder when serving: the build's ONNX export (fp32 or int8) or torch.",
+    )
+    onnx_threads: int = Field(
+        1, ge=1, le=64, description="CPU threads per ONNX Runtime call (see Benchmarks)."
+    )
+    batch_max: int = Field(
+        16, ge=1, le=256, description="Most texts encoded in one model call under load."
+    )
+    batch_wait_ms: float = Field(
+        1.0,
+        ge=0.0,
+        le=50.0,
+        description="Longest wait for more texts before a model call (0: no batching wait).",
+    )
+
     # Answers
     max_sentences: int = Field(3, ge=1, le=3, description="Most sentences in an answer.")
     min_answer_score: float = Field(

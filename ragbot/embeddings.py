@@ -38,6 +38,33 @@ def fits_model(embedder: Embedder) -> Any:
     return getattr(embedder, "fits", lambda _text: True)
 
 
+def _weight_files(model_path: Path) -> list[Path]:
+    return [
+        p
+        for p in sorted(model_path.rglob("*"))
+        if p.is_file() and p.suffix in {".safetensors", ".bin", ".json", ".txt"}
+    ]
+
+
+def weights_fingerprint(model_path: Path) -> str:
+    """SHA-256 of a model folder's weight and config files (no torch needed)."""
+    digest = hashlib.sha256()
+    for path in _weight_files(model_path):
+        digest.update(path.relative_to(model_path).as_posix().encode())
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_stat(model_path: Path) -> dict[str, list[int]]:
+    """Size and modification time of each weight file: a cheap check before hashing them."""
+    return {
+        p.relative_to(model_path).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns]
+        for p in _weight_files(model_path)
+    }
+
+
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 (or another sentence-transformers model) loaded from a local folder."""
 
@@ -69,32 +96,25 @@ class SentenceTransformerEmbedder:
         self.model_path = Path(model_path)
         self.batch_size = batch_size
         self.progress = progress
-        self._model = SentenceTransformer(str(self.model_path), device="cpu")
-        self.dim = int(self._model.get_embedding_dimension() or 0)
-        self.max_tokens = int(self._model.max_seq_length or 0)
+        self.model = SentenceTransformer(str(self.model_path), device="cpu")
+        self.dim = int(self.model.get_embedding_dimension() or 0)
+        self.max_tokens = int(self.model.max_seq_length or 0)
 
     @cached_property
     def fingerprint(self) -> str:
         """SHA-256 of the weight files, so a changed model is caught even under the same name."""
-        digest = hashlib.sha256()
-        for path in sorted(self.model_path.rglob("*")):
-            if path.is_file() and path.suffix in {".safetensors", ".bin", ".json", ".txt"}:
-                digest.update(path.relative_to(self.model_path).as_posix().encode())
-                with path.open("rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        digest.update(block)
-        return digest.hexdigest()
+        return weights_fingerprint(self.model_path)
 
     def fits(self, text: str) -> bool:
         """True when the model reads the whole text (its tokenizer, [CLS] and [SEP] included)."""
-        ids = self._model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
+        ids = self.model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
         return len(ids) <= self.max_tokens
 
     def embed(self, texts: list[str]) -> Vectors:
         """Normalised embeddings, in batches, with a progress bar on long builds."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model.encode(
+        vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,
             normalize_embeddings=True,

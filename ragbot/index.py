@@ -33,7 +33,14 @@ from ragbot import __version__
 from ragbot.chunking import ChunkerConfig, split_document, tiktoken_counter
 from ragbot.config import Settings
 from ragbot.corpus import corpus_files, file_hash, load_corpus
-from ragbot.embeddings import Embedder, Vectors, fingerprint, fits_model
+from ragbot.embeddings import (
+    Embedder,
+    Vectors,
+    fingerprint,
+    fits_model,
+    weights_fingerprint,
+    weights_stat,
+)
 from ragbot.errors import BuildError, IndexCorrupt, IndexMismatch, IndexMissing, IndexStale
 from ragbot.fusion import Ranker
 from ragbot.models import Chunk, Document, Section, Sentence
@@ -199,6 +206,7 @@ def build_index(
                 previous=root / "current",
                 say=say,
             )
+            encoder = _export_encoder(tmp, settings, embedder, texts, indexes, say)
             seconds = time.perf_counter() - started
             manifest = _manifest(
                 settings, embedder, build_id, documents, headings, sentences, chunks, seconds, tmp
@@ -212,6 +220,7 @@ def build_index(
                 },
                 "ranker": learned.ranker.meta,
             }
+            manifest["encoder"] = encoder
             _write_json(tmp / "manifest.json", manifest)
             _fsync_dir(tmp)
             final = builds / build_id
@@ -239,6 +248,45 @@ def build_index(
         examples_embedded=learned.embedded,
         examples_reused=learned.reused,
     )
+
+
+def _export_encoder(
+    folder: Path,
+    settings: Settings,
+    embedder: Embedder,
+    texts: dict[str, list[tuple[str, str]]],
+    indexes: dict[str, Any],
+    say: Callable[[str], None],
+) -> dict[str, Any] | None:
+    """Export the model to ONNX (and int8) for serving, checked against the index's own vectors
+    on every corpus text; None for an embedder that is not a sentence-transformers model."""
+    from ragbot.embeddings import SentenceTransformerEmbedder
+
+    if not isinstance(embedder, SentenceTransformerEmbedder):
+        return None
+    from ragbot import onnx_embedder as ox
+
+    ox.export(embedder.model, folder, cache=settings.index_dir / "cache", key=embedder.fingerprint)
+    ox.quantise(folder)
+    ox.write_meta(folder, embedder.model_path, embedder, quantised=True)
+    onnx = ox.OnnxEmbedder(folder, threads=os.cpu_count() or 1)
+    worst = 1.0
+    for kind, items in texts.items():
+        if not items:
+            continue
+        reference = indexes[kind].reconstruct_n(0, indexes[kind].ntotal)
+        vectors = onnx.embed([t for _, t in items])
+        cosines = np.sum(reference * vectors, axis=1)
+        low = int(np.argmin(cosines))
+        worst = min(worst, float(cosines[low]))
+        if cosines[low] < ox.PARITY_COSINE:
+            raise BuildError(
+                f"the ONNX export disagrees with sentence-transformers on {items[low][1][:60]!r} "
+                f"(cosine {cosines[low]:.6f} < {ox.PARITY_COSINE}): set RAGBOT_ENCODER=torch"
+            )
+    say(f"ONNX encoder exported and checked on {sum(map(len, texts.values()))} texts")
+    meta = json.loads((folder / ox.ENCODER_FILE).read_text(encoding="utf-8"))
+    return {**meta, "parity_min_cosine": round(worst, 7), "opset": ox.OPSET}
 
 
 @contextlib.contextmanager
@@ -420,12 +468,14 @@ def _manifest(
     seconds: float,
     folder: Path,
 ) -> dict[str, Any]:
+    model_path = getattr(embedder, "model_path", None)
     return {
         "format": FORMAT_VERSION,
         "build_id": build_id,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(seconds, 3),
         "model": {
+            "stat": weights_stat(model_path) if isinstance(model_path, Path) else None,
             "name": embedder.name,
             "fingerprint": fingerprint(embedder),
             "dim": embedder.dim,
@@ -503,6 +553,34 @@ def load_index(
         for faiss_index in index.faiss.values():
             faiss_index.hnsw.efSearch = settings.hnsw_ef_search
     return index
+
+
+def load_manifest(root: Path) -> dict[str, Any]:
+    """The current build's manifest, or IndexMissing/IndexCorrupt saying what to run."""
+    path = root / "current" / "manifest.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise IndexMissing(f"no index in {root}: run `ragbot build-index`") from exc
+    except (OSError, ValueError) as exc:
+        raise IndexCorrupt(f"{path} is unreadable ({exc}): run `ragbot build-index`") from exc
+    return data
+
+
+def check_model(manifest: dict[str, Any], settings: Settings, root: Path) -> None:
+    """Raise IndexMismatch when the configured model's weights differ from the build's; without
+    torch: a file stat check first, the weights hashed only when a file changed."""
+    try:
+        path = settings.resolved_model_path
+    except ImportError:
+        return  # a serve-only install without the model package serves the build as it is
+    model = manifest["model"]
+    if model.get("stat") is not None and model["stat"] == weights_stat(path):
+        return
+    if weights_fingerprint(path) != model.get("fingerprint"):
+        raise IndexMismatch(
+            f"{root} was built with other model weights than {path}: run `ragbot build-index`"
+        )
 
 
 def check_fresh(manifest: dict[str, Any], corpus_dir: Path, root: Path) -> None:

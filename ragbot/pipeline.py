@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import unicodedata
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from ragbot.answer import AnswerPolicy, compose, default_suggestions, split_question
+from ragbot.batching import BatchingEmbedder
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder, SentenceTransformerEmbedder, Vectors
 from ragbot.errors import IndexCorrupt, InvalidQuestion
@@ -19,7 +19,7 @@ from ragbot.guardrails import (
     ScreenPolicy,
     screen,
 )
-from ragbot.index import Index, build_index, load_index
+from ragbot.index import Index, build_index, check_model, load_index, load_manifest
 from ragbot.models import Answer
 from ragbot.query import clauses, expand
 from ragbot.retrieval import Retrieval, RetrievalPolicy, Retriever
@@ -77,7 +77,7 @@ class Pipeline:
     retriever: Retriever
     screen_policy: ScreenPolicy
     policy: AnswerPolicy
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    encoder: BatchingEmbedder  # the embedder, its calls from many threads merged
 
     @classmethod
     def load(
@@ -87,12 +87,17 @@ class Pipeline:
         embedder: Embedder | None = None,
         build_if_needed: bool = False,
     ) -> Pipeline:
-        """Load model and index (building the index first when asked and it is missing or stale)."""
+        """Load the index and the query encoder (building the index first when asked and it is
+        missing or stale). Serving with the ONNX encoder imports neither torch nor
+        sentence-transformers unless a build is needed."""
         settings = settings or Settings()
-        embedder = embedder or load_embedder(settings)
-        if build_if_needed:
-            ensure_index(settings, embedder)
-        index = load_index(settings, embedder)
+        index = ensure_index(settings, embedder) if build_if_needed else None
+        if embedder is None:
+            embedder = serving_embedder(settings)
+            if index is None and settings.encoder != "torch":
+                check_model(load_manifest(settings.index_dir), settings, settings.index_dir)
+        if index is None:
+            index = load_index(settings, embedder)
         return cls.from_index(settings, embedder, index)
 
     @classmethod
@@ -111,6 +116,9 @@ class Pipeline:
                 advice_pattern_threshold=settings.advice_pattern_threshold,
             ),
             policy=AnswerPolicy.from_settings(settings),
+            encoder=BatchingEmbedder(
+                embedder, max_texts=settings.batch_max, wait_s=settings.batch_wait_ms / 1000
+            ),
         )
 
     def ask(self, question: str) -> Answer:
@@ -165,29 +173,45 @@ class Pipeline:
         return Trace(answer, route, screening.reason, retrieval)
 
     def embed_queries(self, texts: list[str]) -> Vectors:
-        """One model call for several texts (a question and its parts)."""
-        with self._lock:
-            vectors: Vectors = self.embedder.embed(texts)
-        return vectors
+        """One model call for several texts (a question, its parts and clauses), shared with
+        other questions asked at the same moment."""
+        return self.encoder.embed(texts)
 
     def embed_query(self, text: str) -> Vectors:
-        """One model call per question; calls take turns, as more threads only contend for two cores."""
-        with self._lock:
-            vector: Vectors = self.embedder.embed([text])[0]
+        """The vector of one text."""
+        vector: Vectors = self.encoder.embed([text])[0]
         return vector
 
     def _suggestions(self) -> tuple[str, ...]:
         return tuple(default_suggestions(self.index, self.settings.suggestions))
 
 
-def ensure_index(settings: Settings, embedder: Embedder) -> bool:
-    """Build the index if it is missing, stale or mismatched; True when a build ran."""
-    from ragbot.errors import IndexError_
+def serving_embedder(settings: Settings) -> Embedder:
+    """The query encoder the settings ask for: the build's ONNX export (no torch), or torch."""
+    if settings.encoder == "torch":
+        return load_embedder(settings)
+    from ragbot.onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(
+        settings.index_dir / "current",
+        threads=settings.onnx_threads,
+        quantised=settings.encoder == "onnx-int8",
+    )
+
+
+def ensure_index(settings: Settings, embedder: Embedder | None = None) -> Index | None:
+    """The current index when it is fresh and matches; otherwise build one and return None.
+    Without an embedder, the model (torch) is loaded only when a build is needed."""
+    from ragbot.errors import IndexError_, IndexMismatch
 
     try:
-        load_index(settings, embedder)
-        return False
+        index = load_index(settings, embedder)
+        if embedder is None:
+            check_model(index.manifest, settings, settings.index_dir)
+            if settings.encoder != "torch" and index.manifest.get("encoder") is None:
+                raise IndexMismatch(f"{settings.index_dir} has no ONNX encoder")
+        return index
     except IndexError_ as exc:
         log.warning("building the index: %s", exc.message)
-    build_index(settings, embedder)
-    return True
+    build_index(settings, embedder or load_embedder(settings, for_build=True))
+    return None

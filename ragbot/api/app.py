@@ -29,9 +29,6 @@ log = logging.getLogger("ragbot.api")
 REQUEST_ID = re.compile(
     r"^[A-Za-z0-9._-]{1,64}$"
 )  # accept a caller's id only if it is harmless in logs
-# The model serialises its calls, so more threads only queue (and each costs a malloc arena: the
-# benchmark saw ~50 MB less at 2 than at 8, same throughput). A flood of requests waits here.
-ASK_THREADS = 2
 
 
 def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
@@ -40,7 +37,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ask_limiter = anyio.CapacityLimiter(ASK_THREADS)
+        # One thread per question that may share a model call (Settings.batch_max); a flood of
+        # requests waits here, off the event loop.
+        app.state.ask_limiter = anyio.CapacityLimiter(max(2, settings.batch_max))
         if pipeline is not None:
             app.state.pipeline = pipeline
             yield

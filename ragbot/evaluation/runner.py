@@ -148,9 +148,9 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
 
     pipeline: Pipeline | None = None
     if args.url is None or args.baseline:
-        from ragbot.pipeline import Pipeline, load_embedder
+        from ragbot.pipeline import Pipeline, serving_embedder
 
-        pipeline = Pipeline.load(settings, embedder=CachingEmbedder(load_embedder(settings)))
+        pipeline = Pipeline.load(settings, embedder=CachingEmbedder(serving_embedder(settings)))
     if pipeline is not None:
         documents: dict[str, Document] = dict(pipeline.index.documents)
     else:
