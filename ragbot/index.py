@@ -601,6 +601,35 @@ def check_fresh(manifest: dict[str, Any], corpus_dir: Path, root: Path) -> None:
         )
 
 
+VERIFIED_FILE = ".verified.json"  # beside a build: the stat of each file when its hash last held
+
+
+def verify_files(folder: Path, files: dict[str, str]) -> None:
+    """Check every file against its manifest hash. A file whose size and modification time are
+    those recorded when its hash last held is not read again: the ONNX models are 110 MB, and
+    hashing them on every start would double the cold start (README: Benchmarks)."""
+    try:
+        seen: dict[str, Any] = json.loads((folder / VERIFIED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        seen = {}
+    verified: dict[str, Any] = {}
+    for name, digest in files.items():
+        path = folder / name
+        try:
+            stat = path.stat()
+        except OSError:
+            raise IndexCorrupt(f"{folder} lacks {name}: run `ragbot build-index`") from None
+        mark = [digest, stat.st_size, stat.st_mtime_ns]
+        if seen.get(name) != mark and file_hash(path) != digest:
+            raise IndexCorrupt(
+                f"{folder}/{name} does not match its manifest hash: run `ragbot build-index`"
+            )
+        verified[name] = mark
+    if verified != seen:
+        with contextlib.suppress(OSError):  # a read-only index is checked in full every time
+            (folder / VERIFIED_FILE).write_text(json.dumps(verified), encoding="utf-8")
+
+
 def load_index_files(folder: Path) -> Index:
     """Read one build folder, checking every file against the hashes in its manifest."""
     import faiss
@@ -618,14 +647,7 @@ def load_index_files(folder: Path) -> Index:
             f"{folder} has index format {manifest.get('format')!r}, this ragbot reads {FORMAT_VERSION}: "
             "run `ragbot build-index`"
         )
-    for name, digest in manifest.get("files", {}).items():
-        path = folder / name
-        if not path.is_file():
-            raise IndexCorrupt(f"{folder} lacks {name}: run `ragbot build-index`")
-        if file_hash(path) != digest:
-            raise IndexCorrupt(
-                f"{folder}/{name} does not match its manifest hash: run `ragbot build-index`"
-            )
+    verify_files(folder, manifest.get("files", {}))
     try:
         records = json.loads((folder / "records.json").read_text(encoding="utf-8"))
         documents = {}

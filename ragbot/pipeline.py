@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ragbot.answer import AnswerPolicy, compose, default_suggestions, split_question
@@ -56,6 +57,28 @@ def validate_question(question: object, max_chars: int) -> str:
     return text
 
 
+STAGES = ("analyse", "embed", "route", "retrieve", "compose")
+
+
+class StageClock:
+    """Laps of ask(), reported to a hook when one is set (and nothing more when not)."""
+
+    def __init__(self, hook: Callable[[str, float], None] | None) -> None:
+        self.hook = hook
+        self.started = self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """The time since the previous lap, reported as `stage`."""
+        now = time.perf_counter()
+        if self.hook is not None:
+            self.hook(stage, now - self.last)
+        self.last = now
+
+    def total(self) -> float:
+        """Seconds since the clock started."""
+        return time.perf_counter() - self.started
+
+
 @dataclass(frozen=True)
 class Trace:
     """A reply and what decided it."""
@@ -78,6 +101,8 @@ class Pipeline:
     screen_policy: ScreenPolicy
     policy: AnswerPolicy
     encoder: BatchingEmbedder  # the embedder, its calls from many threads merged
+    # Called with (stage, seconds) after each stage of ask(): the benchmark's hook.
+    on_stage: Callable[[str, float], None] | None = None
 
     @classmethod
     def load(
@@ -98,7 +123,9 @@ class Pipeline:
                 check_model(load_manifest(settings.index_dir), settings, settings.index_dir)
         if index is None:
             index = load_index(settings, embedder)
-        return cls.from_index(settings, embedder, index)
+        pipeline = cls.from_index(settings, embedder, index)
+        pipeline.warm_up()
+        return pipeline
 
     @classmethod
     def from_index(cls, settings: Settings, embedder: Embedder, index: Index) -> Pipeline:
@@ -121,22 +148,33 @@ class Pipeline:
             ),
         )
 
+    def warm_up(self) -> None:
+        """One question through every stage, so that lazy imports and first-call set-up are
+        paid while loading, not by the first person to ask."""
+        text = "how does ketamine work in the brain"
+        vector = self.embed_query(text)
+        self.router.route(text, vector, [text], vector[None, :])
+        self.retriever.retrieve(text, vector)
+
     def ask(self, question: str) -> Answer:
         """Screen, retrieve and compose: the reply every surface shows."""
         return self.ask_traced(question).answer
 
     def ask_traced(self, question: str) -> Trace:
         """ask(), with the route and retrieval behind the reply (for evaluation and debugging)."""
+        clock = StageClock(self.on_stage)
         text = validate_question(question, self.settings.max_question_chars)
-        started = time.perf_counter()
         query = expand(text)  # street names spelt out: what the model and keyword index know
         parts = split_question(query)
         said = clauses(text)
+        clock.lap("analyse")
         # One model call: the question, its parts, and its clauses.
         vectors = self.embed_queries([query, *parts, *(expand(c) for c in said)])
         vector = vectors[0]
+        clock.lap("embed")
         route = self.router.route(text, vector, said, vectors[1 + len(parts) :])
         screening = screen(text, route, self.screen_policy)
+        clock.lap("route")
         retrieval: Retrieval | None = None
         if screening.verdict == "crisis":
             answer = Answer("crisis", CRISIS_MESSAGE, (), DISCLAIMER, (), CRISIS_MESSAGE)
@@ -148,6 +186,7 @@ class Pipeline:
                 self.retriever.retrieve(p, v)
                 for p, v in zip(parts, vectors[1 : 1 + len(parts)], strict=True)
             ]
+            clock.lap("retrieve")
             answer = compose(
                 retrieval,
                 self.index,
@@ -159,12 +198,13 @@ class Pipeline:
         if route.distress and answer.resources is None:
             # Distress below the crisis threshold: the resources come first, whatever else follows.
             answer = replace(answer, resources=CRISIS_MESSAGE)
+        clock.lap("compose")
         event: dict[str, object] = {
             "status": answer.status,
             "intent": route.intent,
             "citations": len(answer.citations),
             "resources": answer.resources is not None,
-            "ms": round((time.perf_counter() - started) * 1000, 1),
+            "ms": round(clock.total() * 1000, 1),
             "screen": screening.verdict,
         }
         if self.settings.log_questions:  # off by default: health questions are personal

@@ -2,7 +2,8 @@
 
 A multinomial logistic regression over two views of a question: the sentence embedding the
 pipeline already computes (meaning, paraphrase) and hashed character n-grams (slang, typos,
-street names the model has never seen). It is trained by `ragbot build-index` from the reviewed
+street names the model has never seen). scikit-learn fits it at build; serving only needs numpy
+and MurmurHash (mmh3). It is trained by `ragbot build-index` from the reviewed
 question batches in `ragbot/data/router/`, deterministically, and saved in the build beside the
 index (`router.npz`, hashed in the manifest), so serving only multiplies a vector by a matrix.
 
@@ -17,11 +18,11 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import mmh3
 import numpy as np
 import numpy.typing as npt
 
@@ -123,24 +124,41 @@ def lexical_text(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-@lru_cache(maxsize=1)
-def _hasher() -> Any:
-    from sklearn.feature_extraction.text import HashingVectorizer
+def hashed_ngrams(text: str) -> dict[int, float]:
+    """The n-gram view of one text: hashed character n-grams within words ("char_wb", as
+    scikit-learn's HashingVectorizer makes them, without importing it at serve time), counted
+    and scaled to unit length."""
+    counts: dict[int, float] = {}
+    low, high = NGRAM_RANGE
+    for word in lexical_text(text).split():
+        padded = f" {word} "
+        for n in range(low, high + 1):
+            # Every n-gram of the padded word; a word shorter than n counts once, whole.
+            for start in range(max(1, len(padded) - n + 1)):
+                key = _bucket(padded[start : start + n])
+                counts[key] = counts.get(key, 0.0) + 1.0
+            if len(padded) <= n:
+                break
+    norm = float(np.sqrt(sum(v * v for v in counts.values())))
+    return {k: v / norm for k, v in counts.items()} if norm else counts
 
-    return HashingVectorizer(
-        analyzer="char_wb",
-        ngram_range=NGRAM_RANGE,
-        n_features=HASH_FEATURES,
-        alternate_sign=False,
-        norm="l2",
-    )
+
+def _bucket(gram: str) -> int:
+    h = int(mmh3.hash(gram.encode("utf-8"), 0, signed=True))  # MurmurHash3, seed 0
+    return abs(h) % HASH_FEATURES if h != -(2**31) else (2**31 - HASH_FEATURES) % HASH_FEATURES
 
 
 def features(texts: Sequence[str], vectors: Vectors) -> Any:
-    """The sparse feature matrix: embedding view and n-gram view side by side."""
+    """The sparse feature matrix for training: embedding view and n-gram view side by side."""
     from scipy import sparse
 
-    grams = _hasher().transform([lexical_text(t) for t in texts])
+    rows, cols, values = [], [], []
+    for row, text in enumerate(texts):
+        for col, value in hashed_ngrams(text).items():
+            rows.append(row)
+            cols.append(col)
+            values.append(value)
+    grams = sparse.csr_matrix((values, (rows, cols)), shape=(len(texts), HASH_FEATURES))
     dense = sparse.csr_matrix(np.asarray(vectors, dtype=np.float64) * EMBEDDING_WEIGHT)
     return sparse.hstack([dense, grams], format="csr")
 
@@ -167,15 +185,17 @@ class Router:
 
     def probabilities(self, texts: Sequence[str], vectors: Vectors) -> ArrayF:
         """Softmax probabilities, one row per text, columns in INTENTS order."""
-        # The two views apart: the dense one as a small matrix product, the n-grams sparse.
+        # The two views apart: the dense one as a small matrix product, the n-grams as a sum
+        # over the few weight columns a text touches.
         dense = np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
         dim = dense.shape[1]
-        grams = _hasher().transform([lexical_text(t) for t in texts])
-        logits = (
-            EMBEDDING_WEIGHT * dense @ self.coef[:, :dim].T
-            + np.asarray(grams @ self.coef[:, dim:].T)
-            + self.intercept
-        )
+        logits = EMBEDDING_WEIGHT * dense @ self.coef[:, :dim].T + self.intercept
+        for row, text in enumerate(texts):
+            grams = hashed_ngrams(text)
+            if grams:
+                cols = dim + np.fromiter(grams, dtype=np.int64, count=len(grams))
+                weights = np.fromiter(grams.values(), dtype=np.float64, count=len(grams))
+                logits[row] += self.coef[:, cols] @ weights
         return _normalise(logits)
 
     def route(
@@ -284,7 +304,7 @@ def recall_threshold(probabilities: ArrayF, caught: npt.NDArray[np.bool_], recal
     """The highest threshold at which `recall` of the positives are caught, by the threshold or
     by the pattern floor (`caught`)."""
     missed = np.sort(probabilities[~caught])[::-1]
-    allowed = int(np.floor((1.0 - recall) * len(probabilities)))  # positives we may miss
+    allowed = int(np.floor((1.0 - recall) * len(probabilities) + 1e-9))  # positives we may miss
     if len(missed) <= allowed:
         return 1.0
     return float(missed[len(missed) - allowed - 1])
@@ -296,7 +316,7 @@ def clause_threshold(
     """The lowest clause threshold that flags at most the budgeted share of the negatives that
     the whole-message verdict left alone."""
     candidates = np.sort(clause_best[negative & ~flagged])[::-1]
-    allowed = int(np.floor(CLAUSE_FALSE_ALARM_BUDGET * int(negative.sum())))
+    allowed = int(np.floor(CLAUSE_FALSE_ALARM_BUDGET * int(negative.sum()) + 1e-9))
     if len(candidates) <= allowed:
         return 0.0
     return float(np.nextafter(candidates[allowed], 1.0))

@@ -521,7 +521,9 @@ def test_run_cli_exits_1_naming_each_failing_metric(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr("ragbot.pipeline.serving_embedder", lambda settings, **kw: HashingEmbedder())
+    monkeypatch.setattr(
+        "ragbot.pipeline.serving_embedder", lambda settings, **kw: HashingEmbedder()
+    )
     thresholds = tmp_path / "t.json"
     thresholds.write_text(
         '{"disclaimer_rate": {"min": 1.0}, "answer_hit_rate": {"min": 1.01}, '
@@ -545,7 +547,9 @@ def test_run_cli_exits_0_when_every_threshold_holds(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr("ragbot.pipeline.serving_embedder", lambda settings, **kw: HashingEmbedder())
+    monkeypatch.setattr(
+        "ragbot.pipeline.serving_embedder", lambda settings, **kw: HashingEmbedder()
+    )
     thresholds = tmp_path / "t.json"
     thresholds.write_text(
         '{"disclaimer_rate": {"min": 1.0}, "verbatim_rate": {"min": 1.0}}', "utf-8"

@@ -1,0 +1,74 @@
+"""The router's pure parts: n-gram hashing that needs no scikit-learn, thresholds, examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ragbot.router import (
+    HASH_FEATURES,
+    INTENTS,
+    NGRAM_RANGE,
+    Router,
+    crisis_score,
+    hashed_ngrams,
+    lexical_text,
+    load_examples,
+    recall_threshold,
+)
+
+
+def test_serving_hashes_n_grams_exactly_as_scikit_learn_does_at_build() -> None:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    hasher = HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=NGRAM_RANGE,
+        n_features=HASH_FEATURES,
+        alternate_sign=False,
+        norm="l2",
+    )
+    texts = [ex.text for ex in load_examples()[::7]] + ["", "k", "xx", "💊 od'd??", "a  b\tc"]
+    matrix = hasher.transform([lexical_text(t) for t in texts])
+    for row, text in enumerate(texts):
+        ours = hashed_ngrams(text)
+        theirs = dict(zip(matrix[row].indices.tolist(), matrix[row].data.tolist(), strict=True))
+        assert ours.keys() == theirs.keys(), text
+        assert all(abs(ours[k] - theirs[k]) < 1e-9 for k in theirs), text
+
+
+def test_the_training_batches_hold_every_intent_and_two_thousand_questions() -> None:
+    examples = load_examples()
+    assert len(examples) >= 2000
+    assert {ex.intent for ex in examples} == set(INTENTS)
+    assert len({ex.batch for ex in examples}) >= 5
+    assert all(ex.gold_sentences for ex in examples if ex.intent == "article")
+
+
+@pytest.mark.parametrize(
+    ("crisis", "advice", "score"),
+    [(0.6, 0.1, 0.6), (0.3, 0.3, 0.3), (0.2, 0.5, 0.0)],
+)
+def test_crisis_counts_only_where_it_is_at_least_as_likely_as_advice(
+    crisis: float, advice: float, score: float
+) -> None:
+    probs = np.array([[crisis, advice, 0.0, 1.0 - crisis - advice]])
+    assert crisis_score(probs)[0] == pytest.approx(score)
+
+
+def test_the_recall_threshold_catches_the_asked_share_counting_the_pattern_floor() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.1, 0.05])
+    caught = np.array([False, False, False, False, True])  # the pattern table has the last one
+    assert recall_threshold(scores, caught, 1.0) == pytest.approx(0.1)
+    assert recall_threshold(scores, caught, 0.8) == pytest.approx(0.7)  # one of five may be missed
+
+
+def test_a_router_routes_from_its_weights_and_marks_crisis_and_distress() -> None:
+    dim = 4
+    coef = np.zeros((len(INTENTS), dim + HASH_FEATURES))
+    coef[0, 0] = 10.0  # the first embedding dimension means crisis
+    router = Router(coef, np.zeros(len(INTENTS)), 0.5, 0.3, 0.9, {})
+    calm = router.route("hello", np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32))
+    alarm = router.route("hello", np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32))
+    assert not calm.crisis and not calm.distress and calm.p("crisis") == pytest.approx(0.25)
+    assert alarm.crisis and alarm.distress and alarm.intent == "crisis"
