@@ -44,7 +44,7 @@ eval: install  ## evaluate ragbot and the baselines, gate on the committed thres
 	$(VENV)/bin/ragbot eval --baseline --out reports --thresholds ragbot/data/eval_thresholds.json
 
 bench: install  ## HTTP latency, throughput, cold start and memory of the real server
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench
 
 bench-index: install  ## index build and search at 1,000 generated articles, flat vs HNSW
 	$(PY) scripts/bench_index.py --docs 1000

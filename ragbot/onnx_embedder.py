@@ -166,15 +166,38 @@ class OnnxEmbedder:
 
     def embed(self, texts: list[str]) -> Vectors:
         """Mean-pooled, L2-normalised vectors, one row per text."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return out
         encoded = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encoded], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-        hidden = self._session.run(
-            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        )[0]
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return np.ascontiguousarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+        lengths = [int(sum(e.attention_mask)) for e in encoded]
+        for group in length_groups(lengths):
+            width = max(lengths[i] for i in group)
+            ids = np.array([encoded[i].ids[:width] for i in group], dtype=np.int64)
+            mask = np.array([encoded[i].attention_mask[:width] for i in group], dtype=np.int64)
+            hidden = self._session.run(
+                None,
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )[0]
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[group] = pooled / np.clip(norms, 1e-12, None)
+        return out
+
+
+# Texts in one model call are padded to the longest: a 200-token message beside its 20-token
+# clauses would cost ten times the work. Texts are grouped so that none is padded past this.
+MAX_PADDING = 1.5
+
+
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Indices grouped by similar token length (shortest first); one model call a group."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] <= MAX_PADDING * lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
