@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         description="Query encoder when serving: the build's ONNX export (fp32 or int8) or torch.",
     )
     onnx_threads: int = Field(
-        1, ge=1, le=64, description="CPU threads per ONNX Runtime call (see Benchmarks)."
+        2, ge=1, le=64, description="CPU threads per ONNX Runtime call (see Benchmarks)."
     )
     batch_max: int = Field(
         16, ge=1, le=256, description="Most texts encoded in one model call under load."
