@@ -118,9 +118,10 @@ class Pipeline:
         settings = settings or Settings()
         index = ensure_index(settings, embedder) if build_if_needed else None
         if embedder is None:
-            embedder = serving_embedder(settings)
             if index is None and settings.encoder != "torch":
+                # A missing index or other weights say so before the encoder is looked for.
                 check_model(load_manifest(settings.index_dir), settings, settings.index_dir)
+            embedder = serving_embedder(settings)
         if index is None:
             index = load_index(settings, embedder)
         pipeline = cls.from_index(settings, embedder, index)
