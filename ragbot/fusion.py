@@ -182,6 +182,18 @@ class Ranker:
         return cls(weights, bias, pool, meta)
 
 
+# Without labelled examples: a probability that rises with cosine similarity (0.5 at 0.5) and,
+# a little, with the keyword score. Only a corpus none of the batches answers gets this.
+FALLBACK_WEIGHTS = {Signal.COSINE: 10.0, Signal.KEYWORD: 1.0}
+FALLBACK_BIAS = -5.0
+
+
+def untrained_ranker(pool: ExamplePool) -> Ranker:
+    """The ranker of a corpus with no labelled answers."""
+    weights = np.array([FALLBACK_WEIGHTS.get(s, 0.0) for s in SIGNALS])
+    return Ranker(weights, FALLBACK_BIAS, pool, {"examples": 0, "fallback": True})
+
+
 def train_ranker(
     pool: ExamplePool, features: Sequence[ArrayF], gold: Sequence[Sequence[int]]
 ) -> Ranker:

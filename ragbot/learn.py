@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragbot.embeddings import Embedder, Vectors, fingerprint
-from ragbot.fusion import SIGNALS, ExamplePool, Ranker, train_ranker
+from ragbot.fusion import SIGNALS, ExamplePool, Ranker, train_ranker, untrained_ranker
 from ragbot.guardrails import match_rules
 from ragbot.query import clauses, expand
 from ragbot.router import Example, Router, examples_hash, load_examples, train_router
@@ -121,7 +121,7 @@ def learn(
     features = [
         retriever.features(texts[i], vectors[i], exclude_group=examples[i].batch) for i in members
     ]
-    ranker = _fit_ranker(pool, features, retriever, say)
+    ranker = _fit_ranker(pool, features, say)
 
     folder = index.path
     router.save(folder)
@@ -141,14 +141,9 @@ def learn(
     return Learned(router, ranker, embedded, len(kept) - embedded)
 
 
-def _fit_ranker(
-    pool: ExamplePool, features: list[Any], retriever: Any, say: Callable[[str], None]
-) -> Ranker:
+def _fit_ranker(pool: ExamplePool, features: list[Any], say: Callable[[str], None]) -> Ranker:
     if not pool.answers:
-        # No example answers from this corpus (a new article): rank by similarity and keywords.
+        # No labelled answers in this corpus (a new article): similarity and keywords only.
         say("ranker: no labelled examples for this corpus; using similarity and keywords only")
-        weights = np.zeros(len(SIGNALS))
-        weights[SIGNALS.index(SIGNALS[0])] = 10.0  # cosine
-        weights[3] = 1.0  # keyword
-        return Ranker(weights, -5.0, pool, {"examples": 0, "fallback": True})
+        return untrained_ranker(pool)
     return train_ranker(pool, features, pool.answers)

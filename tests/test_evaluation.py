@@ -633,6 +633,6 @@ def test_the_newest_hold_out_set_passes_its_gate(real_pipeline: Pipeline) -> Non
     values = summarize(
         evaluate(load_questions(path), pipeline_answer_fn(real_pipeline), texts).records
     )
-    gate = load_thresholds(path.with_name("holdout_thresholds.json"))
+    gate = load_thresholds(path.with_name("gate_newest_set.json"))
     failing = [c.describe() for c in check(values, gate) if not c.passed]
     assert not failing, failing

@@ -118,3 +118,17 @@ def test_street_names_are_spelt_out(typed: str, expanded: str) -> None:
 )
 def test_a_sentence_that_glosses_a_word_defines_it(sentence: str, terms: set[str]) -> None:
     assert defined_terms(sentence) == terms
+
+
+def test_a_corpus_without_labelled_answers_is_ranked_by_similarity_and_keywords() -> None:
+    import numpy as np
+
+    from ragbot.fusion import SIGNALS, ExamplePool, Signal, untrained_ranker
+
+    pool = ExamplePool(np.zeros((0, 4), np.float32), (), ())
+    ranker = untrained_ranker(pool)
+    features = np.zeros((3, len(SIGNALS)))
+    features[:, SIGNALS.index(Signal.COSINE)] = [0.2, 0.5, 0.8]
+    probs = ranker.probabilities(features)
+    assert probs[0] < probs[1] < probs[2] and probs[1] == pytest.approx(0.5)
+    assert ranker.meta["fallback"] is True
