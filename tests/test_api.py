@@ -168,10 +168,58 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert ready["slack"] is False
 
 
-def test_openapi_docs_are_served(client: TestClient) -> None:
-    assert client.get("/docs").status_code == 200
+def test_the_openapi_contract_is_served_with_the_question_limits_and_statuses(
+    client: TestClient,
+) -> None:
     spec = client.get("/openapi.json").json()
-    assert "/v1/ask" in spec["paths"]
+    question = spec["components"]["schemas"]["AskRequest"]["properties"]["question"]
+    assert (question["minLength"], question["maxLength"]) == (1, 1000)
+    assert {"200", "400", "413", "422", "503"} <= set(spec["paths"]["/v1/ask"]["post"]["responses"])
+
+
+def test_swagger_ui_is_off_unless_asked_for_as_it_loads_from_a_cdn(
+    client: TestClient, real_pipeline: Pipeline
+) -> None:
+    assert client.get("/docs").status_code == 404
+    settings = real_pipeline.settings.model_copy(update={"docs": True})
+    with TestClient(create_app(settings, real_pipeline)) as with_docs:
+        assert with_docs.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("not UTF-8", b'{"question": "\xff\xfe"}'),
+        ("nested too deep", b"[" * 5000 + b"]" * 5000),
+        ("huge integer", b'{"question": ' + b"9" * 5000 + b"}"),
+    ],
+)
+def test_bodies_the_parser_cannot_read_get_invalid_json_in_the_error_shape(
+    client: TestClient, name: str, body: bytes
+) -> None:
+    response = client.post("/v1/ask", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, name
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_a_trailing_slash_is_not_found_and_never_redirects_to_the_callers_host(
+    client: TestClient,
+) -> None:
+    response = client.post(
+        "/v1/ask/", json={"question": "x"}, headers={"host": "evil.example"}, follow_redirects=False
+    )
+    assert response.status_code == 404 and "location" not in response.headers
+    assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/healthz"), ("POST", "/v1/ask"), ("GET", "/nope")]
+)
+def test_every_response_tells_browsers_not_to_sniff_its_type(
+    client: TestClient, method: str, path: str
+) -> None:
+    response = client.request(method, path, json={"question": "how long does it last"})
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 ERROR_CASES = [

@@ -799,3 +799,15 @@ def test_slack_is_off_without_its_secrets_and_the_rest_still_serves(
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert ready.status_code == 200 and ready.json()["slack"] is False
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("event", [None, [], "text"])
+def test_a_signed_callback_whose_event_is_not_an_event_gets_400_in_the_error_shape(
+    service: str, stub: SlackStub, event: Any
+) -> None:
+    body = json.loads(event_body(mention(unique("C0NULL"), message_ts(), QUESTION)))
+    body["event"] = event
+    response = post_signed(service, json.dumps(body).encode())
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"

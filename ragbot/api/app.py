@@ -56,12 +56,18 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         version=_version(),
         summary="Answers questions about a health article with cited, verbatim sentences.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their assets from a CDN: off unless asked for (RAGBOT_DOCS);
+        # /openapi.json is always served.
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
         responses={
             400: {"model": _error_model(), "description": "Invalid JSON or request"},
             413: {"model": _error_model(), "description": "Body too large"},
             422: {"model": _error_model(), "description": "Invalid question"},
         },
     )
+    # A redirect to the slash-less path would copy the caller's Host header into Location.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.pipeline = pipeline
     app.state.load_error = None
@@ -175,11 +181,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        # FastAPI raises a bare 400 when the body cannot be read as JSON at all (not UTF-8,
+        # nested past the parser's depth, numbers past its limits).
+        codes = {
+            400: "invalid_json",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }
         code = codes.get(exc.status_code, "http_error")
         message = {
-            404: f"no route {request.url.path}: see /docs",
-            405: f"{request.method} is not allowed on {request.url.path}: see /docs",
+            400: "the request body is not valid JSON (it must be UTF-8 JSON of reasonable depth)",
+            404: f"no route {request.url.path}: see /openapi.json",
+            405: f"{request.method} is not allowed on {request.url.path}: see /openapi.json",
         }.get(exc.status_code, str(exc.detail))
         response = error_response(request, exc.status_code, code, message)
         if exc.headers:
@@ -218,6 +232,9 @@ class RequestIdMiddleware:
                     (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
                 ]
                 headers.append((b"x-request-id", rid.encode()))
+                if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                    # Browsers must not guess a type: a JSON answer is never rendered as HTML.
+                    headers.append((b"x-content-type-options", b"nosniff"))
                 message["headers"] = headers
             await send(message)
 

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from ragbot.config import Settings
 from ragbot.models import Answer
 
 
@@ -18,7 +19,12 @@ class AskRequest(BaseModel):
     )
 
     question: StrictStr = Field(
-        description="1 to 1,000 characters after trimming (RAGBOT_MAX_QUESTION_CHARS)."
+        description="1 to 1,000 characters after trimming (RAGBOT_MAX_QUESTION_CHARS).",
+        # Documented for clients; enforced after trimming by the pipeline (invalid_question).
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": Settings.model_fields["max_question_chars"].default,
+        },
     )
 
 

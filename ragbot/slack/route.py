@@ -103,6 +103,10 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
         summary="Slack events, slash commands and url_verification (signed by Slack)",
         tags=["slack"],
         response_class=Response,
+        responses={
+            400: {"description": "Not a Slack payload"},
+            401: {"description": "Not signed with the app's signing secret, or stale"},
+        },
     )
 
 
@@ -123,5 +127,11 @@ def _dispatch(bolt: App, body: str, headers: dict[str, str], query: str) -> Bolt
         request = BoltRequest(body=body, query=query, headers=dict(headers))
     except (ValueError, AttributeError, TypeError) as exc:  # JSON errors are ValueErrors
         raise ValueError(str(exc)) from exc
+    payload = request.body
+    if not isinstance(payload, dict) or (
+        payload.get("type") == "event_callback" and not isinstance(payload.get("event"), dict)
+    ):
+        # Bolt would fail inside its own middleware ("event": null) and answer an empty 500.
+        raise ValueError("an event callback without an event object")
     response: BoltResponse = bolt.dispatch(request)
     return response
