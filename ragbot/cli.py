@@ -9,6 +9,8 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from ragbot.config import Settings
 from ragbot.errors import RagbotError
 from ragbot.models import Answer
@@ -32,6 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_INDEX if isinstance(exc, IndexError_) else EXIT_ERROR
+    except OSError as exc:  # a folder that cannot be written or read: one line, not a traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValidationError as exc:  # a setting out of range: name the variable and the rule
+        first = exc.errors()[0]
+        name = "RAGBOT_" + "_".join(str(p) for p in first["loc"]).upper()
+        print(f"error: {name}: {first['msg']}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -84,9 +95,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
     """Build the index and print what it holds."""
-    from ragbot.index import build_index
+    from ragbot.index import build_index, builds_folder
     from ragbot.pipeline import load_embedder
 
+    builds_folder(settings.index_dir)  # an unwritable folder fails before the model loads
     embedder = load_embedder(settings, progress=True, for_build=True)
     report = build_index(settings, embedder, progress=lambda msg: print(msg, file=sys.stderr))
     print(

@@ -144,6 +144,19 @@ def corpus_state(corpus_dir: Path) -> dict[str, str]:
 # Build
 
 
+def builds_folder(root: Path) -> Path:
+    """The index folder's builds/, created; BuildError naming the folder when it cannot be."""
+    builds = root / "builds"
+    try:
+        builds.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(
+            f"cannot write the index folder {root} ({exc.strerror}): set RAGBOT_INDEX_DIR to a "
+            "writable folder"
+        ) from exc
+    return builds
+
+
 def build_index(
     settings: Settings,
     embedder: Embedder,
@@ -158,8 +171,7 @@ def build_index(
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     root = settings.index_dir
-    builds = root / "builds"
-    builds.mkdir(parents=True, exist_ok=True)
+    builds = builds_folder(root)
     with _build_lock(root):
         _remove_leftovers(builds)
         documents = load_corpus(settings.corpus_dir)

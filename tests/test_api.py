@@ -357,5 +357,7 @@ def test_a_pipeline_that_cannot_load_leaves_health_up_and_says_why_it_is_not_rea
             time.sleep(0.2)
         response = client.get("/readyz")
         assert response.status_code == 503
-        assert "ragbot build-index" in response.json()["error"]["message"]
+        message = response.json()["error"]["message"]
+        assert "ragbot build-index" in message
+        assert str(tmp_path) not in message  # no server path reaches an anonymous client
         assert client.get("/healthz").status_code == 200

@@ -201,3 +201,22 @@ def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         main(["rebuild-everything"])
     assert exit_.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_an_unwritable_index_folder_is_one_error_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAGBOT_INDEX_DIR", "/dev/null/index")
+    code, out, err = run(capsys, "build-index")
+    assert code == 1 and out == ""
+    assert err.startswith("error: cannot write the index folder /dev/null/index")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_setting_out_of_range_is_named_in_one_error_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAGBOT_MAX_SENTENCES", "9")
+    code, _, err = run(capsys, "inspect")
+    assert code == 1
+    assert err == "error: RAGBOT_MAX_SENTENCES: Input should be less than or equal to 3\n"

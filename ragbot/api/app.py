@@ -99,7 +99,7 @@ async def _load_pipeline(app: FastAPI, settings: Settings) -> None:
         message = (
             exc.message if isinstance(exc, RagbotError) else f"could not load the pipeline: {exc}"
         )
-        app.state.load_error = message  # /readyz shows it; the process stays up for /healthz
+        app.state.load_error = message  # logged in full; clients get a message without paths
         log.error("pipeline not loaded", extra={"error": message})
         return
     log.info("ready", extra={"seconds": round(time.perf_counter() - started, 2)})

@@ -18,8 +18,13 @@ def get_pipeline(request: Request) -> Pipeline:
     """The pipeline loaded in the lifespan; 503 until it is."""
     pipeline: Pipeline | None = request.app.state.pipeline
     if pipeline is None:
-        error = request.app.state.load_error
-        raise IndexError_(error or "the service is still loading its index; try again shortly")
+        if request.app.state.load_error:
+            # The full reason, with server paths, is in the server's log, not in the response.
+            raise IndexError_(
+                "the service has no usable index: its operator must run `ragbot build-index` "
+                "(the server log says why)"
+            )
+        raise IndexError_("the service is still loading its index; try again shortly")
     return pipeline
 
 
