@@ -65,6 +65,8 @@ class Index:
     path: Path
     router: Router | None = None  # learned at build (router.npz); None only mid-build
     ranker: Ranker | None = None  # learned at build (ranker.npz)
+    # Why this index is served although the corpus changed (a rebuild failed); None when fresh.
+    stale: str | None = None
     headings: list[Section] = field(default_factory=list)
     sentence_by_id: dict[str, Sentence] = field(default_factory=dict)
     section_sentences: dict[str, list[Sentence]] = field(default_factory=dict)
@@ -94,6 +96,8 @@ class Index:
             "index_type": m["index"]["type"],
             "counts": m["counts"],
             "documents": [{"doc_id": k, "title": v["title"]} for k, v in m["documents"].items()],
+            # Whether the corpus changed since this build and a rebuild failed (the log says why).
+            "stale": self.stale is not None,
         }
 
 

@@ -242,8 +242,10 @@ def serving_embedder(settings: Settings) -> Embedder:
 
 def ensure_index(settings: Settings, embedder: Embedder | None = None) -> Index | None:
     """The current index when it is fresh and matches; otherwise build one and return None.
-    Without an embedder, the model (torch) is loaded only when a build is needed."""
-    from ragbot.errors import IndexError_, IndexMismatch
+    Without an embedder, the model (torch) is loaded only when a build is needed. When the
+    corpus changed and the rebuild fails, the previous index is served, marked stale: degrade,
+    never die (a different model or chunker is never served)."""
+    from ragbot.errors import BuildError, IndexError_, IndexMismatch, IndexStale
 
     try:
         index = load_index(settings, embedder)
@@ -253,6 +255,15 @@ def ensure_index(settings: Settings, embedder: Embedder | None = None) -> Index 
                 raise IndexMismatch(f"{settings.index_dir} has no ONNX encoder")
         return index
     except IndexError_ as exc:
+        reason = exc
         log.warning("building the index: %s", exc.message)
-    build_index(settings, embedder or load_embedder(settings, for_build=True))
+    try:
+        build_index(settings, embedder or load_embedder(settings, for_build=True))
+    except BuildError as failed:
+        if not isinstance(reason, IndexStale):
+            raise
+        previous = load_index(settings, embedder, check_corpus=False)
+        previous.stale = f"{reason.message}; the rebuild failed: {failed.message}"
+        log.error("serving the previous index, stale", extra={"error": previous.stale})
+        return previous
     return None

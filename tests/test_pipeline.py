@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from ragbot.config import Settings
 from ragbot.embeddings import HashingEmbedder
+from ragbot.errors import BuildError
 from ragbot.index import build_index, load_index
-from ragbot.pipeline import STAGES, Pipeline
+from ragbot.pipeline import STAGES, Pipeline, ensure_index
 
 
 def test_each_stage_of_ask_is_reported_to_the_hook_in_order(
@@ -26,3 +31,38 @@ def test_each_stage_of_ask_is_reported_to_the_hook_in_order(
     pipeline.ask("metabolites fourteen days")
     assert seen == []
     pipeline.encoder.close()
+
+
+def test_a_failed_rebuild_of_a_changed_corpus_serves_the_previous_index_marked_stale(
+    tmp_path: Path,
+    shipped_corpus_dir: Path,
+    hashing_embedder: HashingEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(shipped_corpus_dir, corpus)
+    s = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    build_index(s, hashing_embedder)
+    article = corpus / "what-are-the-effects-of-ketamine-on-the-brain.md"
+    article.write_text(article.read_text(encoding="utf-8") + "\nA new closing line.\n", "utf-8")
+
+    def fail(*_: object, **__: object) -> None:
+        raise BuildError("cannot write the index folder (Read-only file system)")
+
+    monkeypatch.setattr("ragbot.pipeline.build_index", fail)
+    index = ensure_index(s, hashing_embedder)
+    assert index is not None and index.stale is not None and "rebuild failed" in index.stale
+    assert index.summary()["stale"] is True
+
+
+def test_a_failed_build_with_no_previous_index_is_an_error(
+    settings: Callable[..., Settings],
+    hashing_embedder: HashingEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(*_: object, **__: object) -> None:
+        raise BuildError("cannot write the index folder (Read-only file system)")
+
+    monkeypatch.setattr("ragbot.pipeline.build_index", fail)
+    with pytest.raises(BuildError):
+        ensure_index(settings(), hashing_embedder)
