@@ -59,10 +59,8 @@ def weights_fingerprint(model_path: Path) -> str:
 
 def weights_stat(model_path: Path) -> dict[str, list[int]]:
     """Size and modification time of each weight file: a cheap check before hashing them."""
-    return {
-        p.relative_to(model_path).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns]
-        for p in _weight_files(model_path)
-    }
+    stats = {p.relative_to(model_path).as_posix(): p.stat() for p in _weight_files(model_path)}
+    return {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}
 
 
 class SentenceTransformerEmbedder:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragbot.embeddings import Embedder, Vectors, fingerprint
-from ragbot.fusion import SIGNALS, ExamplePool, Ranker, train_ranker, untrained_ranker
+from ragbot.fusion import ExamplePool, Ranker, train_ranker, untrained_ranker
 from ragbot.guardrails import match_rules
 from ragbot.query import clauses, expand
 from ragbot.router import Example, Router, examples_hash, load_examples, train_router
@@ -116,8 +116,8 @@ def learn(
         tuple(tuple(row_of[g] for g in examples[i].gold_sentences if g in row_of) for i in members),
         tuple(examples[i].batch for i in members),
     )
-    untrained = Ranker(np.zeros(len(SIGNALS)), 0.0, pool, {})
-    retriever = Retriever(index, untrained, policy)
+    # The signals need the pool (its votes), not weights: any ranker over it will do.
+    retriever = Retriever(index, untrained_ranker(pool), policy)
     features = [
         retriever.features(texts[i], vectors[i], exclude_group=examples[i].batch) for i in members
     ]

@@ -105,18 +105,17 @@ def write_meta(folder: Path, model_path: Path, reference: Embedder, quantised: b
     (folder / ENCODER_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
-def check_parity(reference: Embedder, onnx: Embedder, texts: list[str]) -> float:
-    """The least cosine between the two encoders over the texts; BuildError below the bar."""
+def check_parity(reference: Vectors, onnx: Embedder, texts: list[str]) -> float:
+    """The least cosine between sentence-transformers' vectors of the texts (`reference`, the
+    index's own) and ONNX's; BuildError below PARITY_COSINE."""
     if not texts:
         return 1.0
-    a = reference.embed(texts)
-    b = onnx.embed(texts)
-    cosines = np.sum(a * b, axis=1)
+    cosines = np.sum(reference * onnx.embed(texts), axis=1)
     worst = int(np.argmin(cosines))
     if cosines[worst] < PARITY_COSINE:
         raise BuildError(
-            f"the ONNX export disagrees with sentence-transformers (cosine {cosines[worst]:.6f} "
-            f"< {PARITY_COSINE} on {texts[worst][:60]!r}); set RAGBOT_ENCODER=torch and report it"
+            f"the ONNX export disagrees with sentence-transformers on {texts[worst][:60]!r} "
+            f"(cosine {cosines[worst]:.6f} < {PARITY_COSINE}): set RAGBOT_ENCODER=torch"
         )
     return float(cosines[worst])
 
