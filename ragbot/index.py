@@ -299,7 +299,12 @@ def _export_encoder(
     )
     say(f"ONNX encoder exported and checked on {sum(map(len, texts.values()))} texts")
     meta = json.loads((folder / ox.ENCODER_FILE).read_text(encoding="utf-8"))
-    return {**meta, "parity_min_cosine": round(worst, 7), "opset": ox.OPSET}
+    return {
+        **meta,
+        "parity_min_cosine": round(worst, 7),
+        "opset": ox.OPSET,
+        "export_version": ox.EXPORT_VERSION,
+    }
 
 
 @contextlib.contextmanager

@@ -26,6 +26,9 @@ TOKENIZER_FILE = "tokenizer.json"
 ENCODER_FILE = "encoder.json"
 PARITY_COSINE = 0.9999  # the issue's bar: ONNX must agree with sentence-transformers on every text
 OPSET = 17
+# Bumped whenever export() writes a different graph, so that a cached export of the same
+# weights made by an older exporter is not reused.
+EXPORT_VERSION = 2
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -33,7 +36,7 @@ def export(model: Any, folder: Path, cache: Path | None = None, key: str = "") -
     """Write model.onnx (and the tokenizer) for a loaded SentenceTransformerEmbedder's model;
     reuse a cached export of the same weights (`key`: their hash) when there is one."""
     target = folder / MODEL_FILE
-    cached = cache / f"{key}.onnx" if cache is not None and key else None
+    cached = cache / f"{key}-v{EXPORT_VERSION}.onnx" if cache is not None and key else None
     if cached is not None and cached.is_file():
         shutil.copyfile(cached, target)
     else:
@@ -53,6 +56,10 @@ def _export(st_model: Any, target: Path) -> None:
 
     bert = st_model[0].auto_model
     bert.eval()
+    # Eager attention exports as plain MatMul/Softmax, which ONNX Runtime's BERT optimiser
+    # fuses into one Attention op a layer; the SDPA export does not fuse. Restored after.
+    attention = bert.config._attn_implementation
+    bert.set_attn_implementation("eager")
 
     class LastHidden(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -80,14 +87,32 @@ def _export(st_model: Any, target: Path) -> None:
             opset_version=OPSET,
             dynamo=False,  # the dynamo exporter needs onnxscript; this one needs nothing more
         )
+    bert.set_attn_implementation(attention)
+    _fuse(target, bert.config.num_attention_heads, bert.config.hidden_size)
+
+
+def _fuse(target: Path, heads: int, hidden: int) -> None:
+    """Rewrite the export with ONNX Runtime's BERT fusions (Attention, SkipLayerNormalization,
+    BiasGelu): 10-20% less time a query on this CPU, the same vectors (the parity check)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused = optimize_model(str(target), model_type="bert", num_heads=heads, hidden_size=hidden)
+    fused.save_model_to_file(str(target))
 
 
 def quantise(folder: Path) -> Path:
     """Write model.int8.onnx: dynamic int8 quantisation of the weights (RAGBOT_ENCODER=onnx-int8)."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target = folder / QUANTISED_FILE
-    quantize_dynamic(str(folder / MODEL_FILE), str(target), weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        str(folder / MODEL_FILE),
+        str(target),
+        weight_type=QuantType.QInt8,
+        # Shape inference cannot type the outputs of the fused contrib ops; they are float.
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},
+    )
     return target
 
 
@@ -159,6 +184,9 @@ class OnnxEmbedder:
         # The arena grows to the largest batch ever seen and keeps it; without it memory
         # follows the work (README: Benchmarks).
         options.enable_cpu_mem_arena = False
+        # Idle pool threads would otherwise spin for the next run, taking the core that the
+        # request threads need between model calls (README: Benchmarks).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(model), options, providers=["CPUExecutionProvider"]
         )

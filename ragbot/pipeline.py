@@ -251,8 +251,12 @@ def ensure_index(settings: Settings, embedder: Embedder | None = None) -> Index 
         index = load_index(settings, embedder)
         if embedder is None:
             check_model(index.manifest, settings, settings.index_dir)
-            if settings.encoder != "torch" and index.manifest.get("encoder") is None:
-                raise IndexMismatch(f"{settings.index_dir} has no ONNX encoder")
+            if settings.encoder != "torch":
+                from ragbot.onnx_embedder import EXPORT_VERSION
+
+                encoder = index.manifest.get("encoder") or {}
+                if encoder.get("export_version") != EXPORT_VERSION:
+                    raise IndexMismatch(f"{settings.index_dir} has no current ONNX encoder")
         return index
     except IndexError_ as exc:
         reason = exc
