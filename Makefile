@@ -5,12 +5,12 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test serve-only install install-test chromium lint eval eval-baseline bench bench-index clean
+.PHONY: run test serve-only install install-test chromium servers lint eval eval-baseline bench bench-index clean
 
 run: install  ## install and run the service (builds the index when missing or stale)
 	$(VENV)/bin/ragbot serve
 
-test: install-test chromium  ## install and run every test (unit, real model, API, Slack, browser)
+test: install-test chromium servers  ## install and run every test (unit, real model, API, Slack, browser)
 	$(VENV)/bin/pytest
 	$(MAKE) serve-only
 
@@ -34,6 +34,9 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 chromium:  ## Debian's Chromium for the widget's browser tests (Playwright's own download fails here)
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+servers:  ## Debian's redis-server and nginx: the shared store's and the deployment's tests start them on loopback
+	@command -v redis-server >/dev/null && test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx >/dev/null; }
 
 lint: install-test
 	$(VENV)/bin/ruff check ragbot tests scripts
