@@ -47,6 +47,7 @@ class BatchingEmbedder:
         self.wait_s = wait_s
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._in_flight = 0
+        self._closed = False
         self._count = threading.Lock()
         self._calls = self._texts = self._largest = 0
         self._thread = threading.Thread(target=self._run, name="ragbot-encoder", daemon=True)
@@ -62,9 +63,12 @@ class BatchingEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         job = _Job(list(texts))
         with self._count:
+            if self._closed:  # a pipeline replaced by a new build: its last callers run inline
+                return self.inner.embed(list(texts))
             self._in_flight += 1
-        try:
+            # Under the lock, so that no job is queued behind close()'s stop marker.
             self._queue.put(job)
+        try:
             job.done.wait()
         finally:
             with self._count:
@@ -80,8 +84,12 @@ class BatchingEmbedder:
         return BatchStats(self._calls, self._texts, self._largest)
 
     def close(self) -> None:
-        """Stop the encoder thread once the queue is done."""
-        self._queue.put(None)
+        """Stop the encoder thread once the queue is done; later calls are encoded inline."""
+        with self._count:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         self._thread.join(timeout=5)
 
     def _run(self) -> None:

@@ -195,10 +195,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the HTTP service with uvicorn (one worker: the model is CPU-bound on two cores)."""
-    import uvicorn
-
     from ragbot.api import create_app
-    from ragbot.api.app import json_log_formatter
+    from ragbot.api.server import serve
+    from ragbot.logs import setup_json_logging
 
     updates: dict[str, object] = {
         k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None
@@ -210,20 +209,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         from ragbot.index import load_index
 
         load_index(settings)  # fail fast, exit 3, on a missing, stale or corrupt index
-    # Structured logs: one JSON object a line on stderr, uvicorn's own lines included.
-    handler = logging.StreamHandler()
-    handler.setFormatter(json_log_formatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    for noisy in ("bm25s", "sentence_transformers", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        log_config=None,
-        access_log=False,
-    )
+    setup_json_logging()
+    serve(create_app(settings), settings)
     return EXIT_OK
 
 

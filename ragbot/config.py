@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -127,6 +127,42 @@ class Settings(BaseSettings):
     auto_build: bool = Field(
         True, description="`ragbot serve` builds the index when missing or stale."
     )
+    reload_interval_s: float = Field(
+        5.0,
+        ge=0.0,
+        le=3600.0,
+        description="How often the server looks for a new index build to serve (0: only on SIGHUP).",
+    )
+    read_timeout_s: float = Field(
+        5.0,
+        gt=0.0,
+        le=300.0,
+        description="`ragbot serve` closes a connection whose request is not fully received in this time.",
+    )
+
+    # Overload
+    ask_workers: int = Field(
+        16, ge=1, le=256, description="Questions answered at once; more wait in the queue."
+    )
+    ask_queue: int = Field(
+        32, ge=0, le=10_000, description="Questions that may wait for a worker; beyond it, 503."
+    )
+    ask_queue_timeout_ms: float = Field(
+        1500.0,
+        gt=0.0,
+        le=60_000.0,
+        description="Longest wait in the queue before a 503 with Retry-After.",
+    )
+    rate_limit: str = Field(
+        "20/minute;200/hour",
+        description="Questions one client may ask (limits' notation; empty: no limit).",
+    )
+
+    # Shared state
+    redis_url: str | None = Field(
+        None,
+        description="Redis for state shared by replicas (rate limits, Slack dedupe); unset: in-process.",
+    )
 
     # Slack
     slack_bot_token: str | None = Field(
@@ -140,6 +176,18 @@ class Settings(BaseSettings):
     slack_command_public: bool = Field(
         False, description="Slash command replies visible to the channel."
     )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"not a rate limit such as '20/minute;200/hour': {exc}") from exc
+        return value
 
     @property
     def resolved_model_path(self) -> Path:

@@ -2,10 +2,16 @@
 
 RagbotError (500)
 ├── BadRequest (400)
+│   ├── InvalidJson (400)
+│   ├── InvalidRequest (422)   the JSON does not fit the request's schema
 │   ├── InvalidQuestion (422)
 │   └── PayloadTooLarge (413)
+├── InvalidSignature (401)    a Slack request whose signature does not verify
 ├── NotFound (404)
 ├── MethodNotAllowed (405)
+├── HttpError (any)            another HTTP status from the framework, kept as it is
+├── RateLimited (429)          one client asked too often; Retry-After says when to try again
+├── Overloaded (503)           no room to start the question within the queue's budget
 ├── CorpusError (500)          the corpus folder cannot be read or is empty
 ├── BuildError (500)           an index build failed; the previous index is untouched
 └── IndexError_ (503)          the index cannot be used as it is
@@ -24,10 +30,18 @@ class RagbotError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, detail: object | None = None) -> None:
+    def __init__(
+        self, message: str, *, detail: object | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.retry_after = retry_after  # seconds, sent as Retry-After when set
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the response carries beside the error body."""
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
 
 class BadRequest(RagbotError):
@@ -35,6 +49,19 @@ class BadRequest(RagbotError):
 
     status_code = 400
     code = "bad_request"
+
+
+class InvalidJson(BadRequest):
+    """The body is not JSON the service can read (not UTF-8, too deep, numbers past limits)."""
+
+    code = "invalid_json"
+
+
+class InvalidRequest(BadRequest):
+    """The body is JSON but does not fit the request's schema."""
+
+    status_code = 422
+    code = "invalid_request"
 
 
 class InvalidQuestion(BadRequest):
@@ -51,6 +78,13 @@ class PayloadTooLarge(BadRequest):
     code = "payload_too_large"
 
 
+class InvalidSignature(RagbotError):
+    """A request that claims to come from Slack and whose signature does not verify."""
+
+    status_code = 401
+    code = "invalid_signature"
+
+
 class NotFound(RagbotError):
     """No such route."""
 
@@ -63,6 +97,27 @@ class MethodNotAllowed(RagbotError):
 
     status_code = 405
     code = "method_not_allowed"
+
+
+class HttpError(RagbotError):
+    """An HTTP error from the framework with no class of its own (its status is kept)."""
+
+    status_code = 400
+    code = "http_error"
+
+
+class RateLimited(RagbotError):
+    """One client sent more questions than its rate limit allows."""
+
+    status_code = 429
+    code = "rate_limited"
+
+
+class Overloaded(RagbotError):
+    """Every worker is busy and the queue is full, or the wait would exceed its budget."""
+
+    status_code = 503
+    code = "overloaded"
 
 
 class CorpusError(RagbotError):

@@ -86,6 +86,11 @@ class Index:
         scores, rows = index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
 
+    @property
+    def build_id(self) -> str:
+        """The build's name, as in index/builds/<build_id>."""
+        return str(self.manifest["build_id"])
+
     def summary(self) -> dict[str, Any]:
         """What /readyz and `ragbot inspect` show."""
         m = self.manifest
@@ -537,9 +542,10 @@ def load_index(
 ) -> Index:
     """Load the current index and check it against the settings, the model and the corpus."""
     root = settings.index_dir
-    current = root / "current"
-    if not current.exists():
+    if not (root / "current").exists():
         raise IndexMissing(f"no index in {root}: run `ragbot build-index`")
+    # The build itself, resolved once: a build going live meanwhile cannot mix its files in.
+    current = (root / "current").resolve()
     index = load_index_files(current)
     m = index.manifest
     if embedder is not None:

@@ -157,6 +157,10 @@ class Pipeline:
         self.router.route(text, vector, [text], vector[None, :])
         self.retriever.retrieve(text, vector)
 
+    def close(self) -> None:
+        """Stop the encoder thread (a newer build took over); calls still in flight finish."""
+        self.encoder.close()
+
     def ask(self, question: str) -> Answer:
         """Screen, retrieve and compose: the reply every surface shows."""
         return self.ask_traced(question).answer

@@ -57,6 +57,9 @@ def corpus_source_dir(repo_root: Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 # Settings and embedders
 
+# The suites send hundreds of questions from one client; the rate limit has tests of its own.
+NO_RATE_LIMIT = ""
+
 
 @pytest.fixture
 def settings(tmp_path: Path, shipped_corpus_dir: Path) -> Callable[..., Settings]:
@@ -67,7 +70,11 @@ def settings(tmp_path: Path, shipped_corpus_dir: Path) -> Callable[..., Settings
     """
 
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"corpus_dir": shipped_corpus_dir, "index_dir": tmp_path / "index"}
+        values: dict[str, Any] = {
+            "corpus_dir": shipped_corpus_dir,
+            "index_dir": tmp_path / "index",
+            "rate_limit": NO_RATE_LIMIT,
+        }
         values.update(overrides)
         return Settings(**values)
 
@@ -103,7 +110,9 @@ def real_index_dir(
 @pytest.fixture(scope="session")
 def real_settings(shipped_corpus_dir: Path, real_index_dir: Path) -> Settings:
     """Settings that point at the shipped corpus and the real-model index."""
-    return Settings(corpus_dir=shipped_corpus_dir, index_dir=real_index_dir)
+    return Settings(
+        corpus_dir=shipped_corpus_dir, index_dir=real_index_dir, rate_limit=NO_RATE_LIMIT
+    )
 
 
 @pytest.fixture(scope="session")

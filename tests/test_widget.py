@@ -549,7 +549,15 @@ def test_timeouts_and_http_errors_show_a_short_message_and_retry(
                         "detail": None,
                     }
                 },
-                headers={"Access-Control-Allow-Origin": pages.origin},
+                headers={
+                    "Access-Control-Allow-Origin": pages.origin,
+                    "Access-Control-Expose-Headers": "Retry-After, X-Request-ID",
+                    **(
+                        {"Retry-After": str(failure["retry_after"])}
+                        if "retry_after" in failure
+                        else {}
+                    ),
+                },
             )
         else:
             route.fallback()
@@ -569,8 +577,13 @@ def test_timeouts_and_http_errors_show_a_short_message_and_retry(
     failure.clear()
     failure.update(status=503, message="the service is still loading its index; try again shortly")
     retry.click()
-    expect(error).to_contain_text("starting up or busy")
+    expect(error).to_contain_text("busy or starting up. Try again in a moment")
     expect(error).to_contain_text("Reference: req-123")
+
+    failure.update(status=429, message="too many questions", retry_after=7)
+    retry.click()
+    expect(error).to_contain_text("a lot of questions in a short time. Wait 7 seconds")
+    del failure["retry_after"]
 
     failure.update(status=422, message="question is 1200 characters; the limit is 1000")
     retry.click()

@@ -7,6 +7,7 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Depends, Request
 
+from ragbot.api.overload import AskGate, RateLimit
 from ragbot.api.schemas import AskRequest, AskResponse, ErrorResponse, Health, Ready
 from ragbot.errors import IndexError_
 from ragbot.pipeline import Pipeline, validate_question
@@ -31,19 +32,42 @@ def get_pipeline(request: Request) -> Pipeline:
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 
 
+RETRY_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before asking again",
+        "schema": {"type": "integer"},
+    }
+}
+
+
 @router.post(
     "/v1/ask",
     response_model=AskResponse,
-    responses={503: {"model": ErrorResponse, "description": "Index not loaded yet"}},
+    responses={
+        429: {
+            "model": ErrorResponse,
+            "description": "This client asked too often (RAGBOT_RATE_LIMIT)",
+            "headers": RETRY_HEADER,
+        },
+        503: {
+            "model": ErrorResponse,
+            "description": "Index not loaded yet, or the service is busy (Retry-After)",
+            "headers": RETRY_HEADER,
+        },
+    },
     summary="Ask a question about the article",
 )
 async def ask(body: AskRequest, request: Request, pipeline: PipelineDep) -> AskResponse:
     """Answer with verbatim, cited sentences, or say why not; the disclaimer is always included."""
     question = validate_question(body.question, pipeline.settings.max_question_chars)
-    # The model is CPU-bound: run it in a worker thread so the event loop keeps serving /healthz.
-    answer = await anyio.to_thread.run_sync(
-        pipeline.ask, question, limiter=request.app.state.ask_limiter
-    )
+    limit: RateLimit | None = request.app.state.rate_limit
+    if limit is not None:
+        # Behind the documented proxy, uvicorn takes the client from X-Forwarded-For.
+        await limit.check(request.client.host if request.client else "-")
+    gate: AskGate = request.app.state.gate
+    async with gate.slot():
+        # The model is CPU-bound: a worker thread, so the event loop keeps serving /healthz.
+        answer = await anyio.to_thread.run_sync(pipeline.ask, question, limiter=gate.threads)
     return AskResponse.from_answer(answer, request.state.request_id)
 
 
@@ -60,5 +84,9 @@ async def healthz() -> Health:
     summary="The index is loaded",
 )
 async def readyz(request: Request, pipeline: PipelineDep) -> Ready:
-    """What the loaded index holds, and whether Slack is configured."""
-    return Ready(index=pipeline.index.summary(), slack=request.app.state.settings.slack_enabled)
+    """What the live index holds, a newer build refused if any, and whether Slack is on."""
+    return Ready(
+        index=pipeline.index.summary(),
+        slack=request.app.state.settings.slack_enabled,
+        refused_build=request.app.state.refused_build,
+    )

@@ -101,3 +101,8 @@ class Ready(BaseModel):
     status: Literal["ready"] = "ready"
     index: dict[str, Any]
     slack: bool = Field(description="Whether the Slack routes are configured and on.")
+    refused_build: str | None = Field(
+        None,
+        description="A newer build in index/current that failed to load; the index above is "
+        "still served.",
+    )

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 import anyio
 from fastapi import FastAPI, Request, Response
 
+from ragbot.api.errors import error_response
 from ragbot.config import Settings
+from ragbot.errors import BadRequest, InvalidSignature
 from ragbot.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -56,22 +58,13 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
 
     async def slack_events(request: Request) -> Response:
         """Slack's Request URL: Events API callbacks, slash commands and url_verification."""
-        from ragbot.api.app import (
-            error_response,
-        )  # the API's one error shape; imported late: no cycle
-
         body = await request.body()  # BodyLimitMiddleware replays the buffered body unchanged
         if not _signed(verifier, body, request):
-            return error_response(
-                request,
-                401,
-                "invalid_signature",
-                BAD_SIGNATURE,
-            )
+            return error_response(request, InvalidSignature, BAD_SIGNATURE)
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            return error_response(request, 400, "bad_request", "the request body is not UTF-8")
+            return error_response(request, BadRequest, "the request body is not UTF-8")
         headers = {
             k: v
             for k, v in request.headers.items()
@@ -87,13 +80,9 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
                 _dispatch, bolt, text, headers, request.url.query
             )
         except ValueError:
-            return error_response(
-                request, 400, "bad_request", "the request body is not a Slack payload"
-            )
+            return error_response(request, BadRequest, "the request body is not a Slack payload")
         if bolt_response.status == 401:  # Bolt's own check disagreed: keep the API's error shape
-            return error_response(
-                request, 401, "invalid_signature", "the Slack signature check failed"
-            )
+            return error_response(request, InvalidSignature, "the Slack signature check failed")
         return to_starlette_response(bolt_response)
 
     app.add_api_route(

@@ -569,14 +569,17 @@
     this.reference = reference || "";
   }
 
-  function httpMessage(status, body) {
+  function httpMessage(status, body, retryAfter) {
     var detail = body && body.error && typeof body.error.message === "string" ? body.error.message : "";
-    if (status === 429) return "Too many questions right now. Wait a moment, then try again.";
+    // Retry-After (seconds) comes with 429 and 503; an absurd or missing value reads as "a moment".
+    var wait = retryAfter > 0 && retryAfter <= 3600
+      ? (retryAfter === 1 ? "1 second" : retryAfter + " seconds") : "a moment";
+    if (status === 429) return "You've sent a lot of questions in a short time. Wait " + wait + ", then try again.";
     if (status === 413) return "That question is too long. Shorten it and try again.";
     if (status >= 400 && status < 500) {
       return "The question was not accepted" + (detail ? ": " + detail : " (" + status + ")") + ".";
     }
-    if (status === 503) return "The service is starting up or busy. Try again in a moment.";
+    if (status === 503) return "The service is busy or starting up. Try again in " + wait + ".";
     return "The service had a problem (" + status + "). Try again in a moment.";
   }
 
@@ -597,7 +600,8 @@
       return response.json().catch(function () { return null; }).then(function (body) {
         if (!response.ok) {
           var reference = body && body.error && body.error.request_id ? String(body.error.request_id) : "";
-          throw new WidgetError(httpMessage(response.status, body), reference);
+          var retryAfter = parseInt(response.headers.get("Retry-After") || "", 10);
+          throw new WidgetError(httpMessage(response.status, body, retryAfter), reference);
         }
         return body;
       });

@@ -70,8 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     index_built = ensure_index(settings)
     questions, categories = question_set()
-    # The server reads the same index, with the encoder part 3 compares it with.
-    env = {"RAGBOT_INDEX_DIR": str(settings.index_dir), "RAGBOT_ENCODER": "onnx"}
+    # The server reads the same index, with the encoder part 3 compares it with. The load comes
+    # from one client, so its rate limit is off; the queue holds every level's clients.
+    env = {
+        "RAGBOT_INDEX_DIR": str(settings.index_dir),
+        "RAGBOT_ENCODER": "onnx",
+        "RAGBOT_RATE_LIMIT": "",
+        "RAGBOT_ASK_QUEUE": str(max(args.levels) + 16),
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     log_path = args.json.with_name("bench-server.log")
     log_path.write_text("")

@@ -1,0 +1,123 @@
+"""ASGI middleware: a request id and one log line per request, and the body-size limit."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ragbot.api.errors import error_response
+from ragbot.errors import BadRequest, PayloadTooLarge
+
+log = logging.getLogger("ragbot.api")
+# A caller's X-Request-ID is kept only if it is harmless in logs.
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the caller's X-Request-ID if sane), echoes it, logs one line."""
+
+    def __init__(self, app: ASGIApp, log_questions: bool = False) -> None:
+        self.app = app
+        self.log_questions = log_questions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", rid.encode()))
+                if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                    # Browsers must not guess a type: a JSON answer is never rendered as HTML.
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status_holder["status"],
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+
+
+class BodyLimitMiddleware:
+    """Rejects bodies over the limit with 413 before they reach a route (Content-Length or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = scope.get("state", {}).get("request_id", "-")
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_bytes
+            except ValueError:
+                await error_response(
+                    None, BadRequest, "Content-Length is not a number", request_id=rid
+                )(scope, receive, send)
+                return
+            if too_big:
+                await self._reject(scope, receive, send, rid)
+                return
+        # Bodies here are small (a question, a Slack event): read up to the limit, then replay.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._reject(scope, receive, send, rid)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
+        response = error_response(
+            None,
+            PayloadTooLarge,
+            f"the request body is larger than {self.max_bytes} bytes",
+            request_id=rid,
+        )
+        await response(scope, receive, send)

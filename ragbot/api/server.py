@@ -1,0 +1,81 @@
+"""`ragbot serve`: uvicorn, with a deadline on reading each request.
+
+uvicorn (0.54, h11) never closes a connection that sends nothing, or that trickles its headers
+or body: its keep-alive timer starts only after a response. `DeadlineProtocol` adds one timer:
+from a connection's first moment, or from the end of its previous response, the whole next
+request (headers and body) must arrive within RAGBOT_READ_TIMEOUT_S, or the connection is
+closed. A request being answered is never cut: the deadline stops once the body is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ragbot.config import Settings
+
+log = logging.getLogger("ragbot.api")
+
+
+class DeadlineProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections whose request does not arrive in time."""
+
+    read_timeout_s = 5.0  # set from Settings by serve() before the server starts
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
+            self._disarm()  # the request is in: the app may take its time answering it
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request on this connection gets the same deadline
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.read_timeout_s, self._expire)
+
+    def _disarm(self) -> None:
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            log.info("closing a connection whose request did not arrive in time")
+            self.transport.close()
+
+
+def serve(app: Any, settings: Settings) -> None:
+    """Run the app on settings.host:settings.port until interrupted."""
+    import uvicorn
+
+    DeadlineProtocol.read_timeout_s = settings.read_timeout_s
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        http=DeadlineProtocol,
+        # Between requests the deadline above is the idle limit; uvicorn's own timer may not
+        # close a kept-alive connection sooner than it.
+        timeout_keep_alive=max(5, int(settings.read_timeout_s) + 1),
+        log_config=None,
+        access_log=False,
+    )
