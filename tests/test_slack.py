@@ -673,10 +673,14 @@ def test_an_empty_slash_command_gets_the_usage_with_the_disclaimer_at_once(
 
 @pytest.mark.model
 def test_a_public_slash_command_answers_in_channel(
-    real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub
+    real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub, tmp_path: Path
 ) -> None:
     settings = slack_settings(
-        real_settings, stub, slack_command="/ask-article", slack_command_public=True
+        real_settings,
+        stub,
+        slack_command="/ask-article",
+        slack_command_public=True,
+        state_path=tmp_path / "state.sqlite3",  # the real index folder stays untouched
     )
     with serve(create_app(settings, real_pipeline)) as base:
         name = unique("pub")
