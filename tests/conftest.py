@@ -8,7 +8,7 @@ once per run; a test that uses any of them is marked `model` automatically, so
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +129,27 @@ def real_pipeline(real_settings: Settings, real_embedder: Embedder) -> Any:
     from ragbot.pipeline import Pipeline
 
     return Pipeline.load(real_settings, embedder=real_embedder)
+
+
+# ---------------------------------------------------------------------------------------------
+# A real Redis
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One redis-server on 127.0.0.1 for the session (tests/redis_server.py); stopped after."""
+    from redis_server import RedisServer
+
+    if RedisServer.binary() is None:
+        pytest.skip("redis-server is not installed: `make servers` installs Debian's package")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    """The URL of the session's redis-server, emptied for this test."""
+    redis_server.flush()
+    url: str = redis_server.url
+    return url

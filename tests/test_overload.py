@@ -116,3 +116,20 @@ def test_the_openapi_document_names_429_and_503_with_retry_after(
         responses = client.get("/openapi.json").json()["paths"]["/v1/ask"]["post"]["responses"]
     for status in ("429", "503"):
         assert "Retry-After" in responses[status]["headers"]
+
+
+@pytest.mark.model
+def test_replicas_sharing_redis_share_each_clients_rate_limit(
+    real_settings: Settings, real_pipeline: Pipeline, redis_url: str
+) -> None:
+    settings = real_settings.model_copy(update={"rate_limit": "2/minute", "redis_url": redis_url})
+    client = ("192.0.2.9", 5000)
+    with (
+        TestClient(create_app(settings, real_pipeline), client=client) as first,
+        TestClient(create_app(settings, real_pipeline), client=client) as second,
+    ):
+        assert first.post("/v1/ask", json=QUESTION).status_code == 200
+        assert second.post("/v1/ask", json=QUESTION).status_code == 200
+        # The third question, to either replica, is over the shared limit.
+        refused = first.post("/v1/ask", json=QUESTION)
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"

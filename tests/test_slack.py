@@ -2,6 +2,7 @@
 
 Real Slack is unreachable here: `tests/slack_stub.py` stands in for the Web API and response_url,
 and the service runs for real (uvicorn on 127.0.0.1, a free port, the real model and index).
+Dedupe state lives in the real store: a SQLite file, or a real redis-server (tests/redis_server.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from live_server import serve
+from live_server import free_port, serve
+from redis_server import RedisServer
 from slack_bolt import BoltRequest
 from slack_stub import BOT_ID, BOT_USER_ID, TEAM_ID, Call, SlackStub, sign
 
@@ -49,7 +51,7 @@ from ragbot.slack.bolt import (
     WORKING_TEXT,
     build_bolt_app,
 )
-from ragbot.slack.dedupe import RecentKeys
+from ragbot.store.sqlite import SqliteStore
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
@@ -404,44 +406,7 @@ def test_question_from_slack_drops_mentions_and_unescapes(text: str, question: s
 
 
 # ---------------------------------------------------------------------------------------------
-# Dedupe store
-
-
-def test_recent_keys_reports_a_key_once_until_it_expires() -> None:
-    now = [1000.0]
-    keys = RecentKeys(ttl=600, max_keys=10, clock=lambda: now[0])
-    assert keys.first_time("Ev1") is True
-    assert keys.first_time("Ev1") is False
-    now[0] += 599
-    assert keys.first_time("Ev1") is False
-    now[0] += 2
-    assert keys.first_time("Ev1") is True
-
-
-def test_recent_keys_is_bounded_and_drops_the_oldest() -> None:
-    keys = RecentKeys(ttl=600, max_keys=3)
-    for key in "abcd":
-        assert keys.first_time(key)
-    assert len(keys) == 3
-    assert keys.first_time("a") is True  # dropped to make room, so new again
-    assert keys.first_time("d") is False
-
-
-def test_recent_keys_lets_exactly_one_of_many_racing_threads_through() -> None:
-    keys = RecentKeys()
-    results: list[bool] = []
-    start = threading.Barrier(16)
-
-    def race() -> None:
-        start.wait()
-        results.append(keys.first_time("Ev-race"))
-
-    threads = [threading.Thread(target=race) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results.count(True) == 1
+# The Bolt app on its own
 
 
 def test_bolt_itself_rejects_a_bad_signature_before_any_web_api_call() -> None:
@@ -449,7 +414,7 @@ def test_bolt_itself_rejects_a_bad_signature_before_any_web_api_call() -> None:
         settings = Settings(
             slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=stub.api_url
         )
-        bolt = build_bolt_app(settings, lambda: None)
+        bolt = build_bolt_app(settings, lambda: None, lambda: None)
         body = event_body(mention("C0BOLT", message_ts(), QUESTION)).decode()
         headers = {"content-type": "application/json", **sign("another-secret", body.encode())}
         assert bolt.dispatch(BoltRequest(body=body, headers=headers)).status == 401
@@ -479,19 +444,21 @@ class FailingPipeline:
     ids=["index-loading", "unexpected-error", "invalid-question"],
 )
 def test_a_mention_still_gets_a_reply_with_the_disclaimer_when_no_answer_can_be_made(
-    real_pipeline: Any, expected: str
+    real_pipeline: Any, expected: str, tmp_path: Path
 ) -> None:
+    store = SqliteStore(tmp_path / "state.sqlite3")
     with SlackStub() as stub:
         settings = Settings(
             slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=stub.api_url
         )
-        bolt = build_bolt_app(settings, lambda: real_pipeline)
+        bolt = build_bolt_app(settings, lambda: real_pipeline, lambda: store)
         channel, ts = unique("C0FAIL"), message_ts()
         body = event_body(mention(channel, ts, QUESTION))
         headers = {"content-type": "application/json", **sign(SECRET, body)}
         assert bolt.dispatch(BoltRequest(body=body.decode(), headers=headers)).status == 200
         [reply] = replies(stub, channel)
         settle(stub, channel, ts)
+    store.close()
     assert reply.payload["blocks"][0]["text"]["text"] == escape_mrkdwn(expected)
     assert ends_with_disclaimer(reply.payload["blocks"])
 
@@ -526,8 +493,15 @@ def stub() -> Iterator[SlackStub]:
 
 
 @pytest.fixture(scope="module")
-def service(real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub) -> Iterator[str]:
-    with serve(create_app(slack_settings(real_settings, stub), real_pipeline)) as base:
+def service(
+    real_settings: Settings,
+    real_pipeline: Pipeline,
+    stub: SlackStub,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    state = tmp_path_factory.mktemp("slack-state") / "state.sqlite3"
+    settings = slack_settings(real_settings, stub, state_path=state)
+    with serve(create_app(settings, real_pipeline)) as base:
         yield base
 
 
@@ -699,10 +673,14 @@ def test_an_empty_slash_command_gets_the_usage_with_the_disclaimer_at_once(
 
 @pytest.mark.model
 def test_a_public_slash_command_answers_in_channel(
-    real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub
+    real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub, tmp_path: Path
 ) -> None:
     settings = slack_settings(
-        real_settings, stub, slack_command="/ask-article", slack_command_public=True
+        real_settings,
+        stub,
+        slack_command="/ask-article",
+        slack_command_public=True,
+        state_path=tmp_path / "state.sqlite3",  # the real index folder stays untouched
     )
     with serve(create_app(settings, real_pipeline)) as base:
         name = unique("pub")
@@ -811,3 +789,147 @@ def test_a_signed_callback_whose_event_is_not_an_event_gets_400_in_the_error_sha
     response = post_signed(service, json.dumps(body).encode())
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared state: replicas, restarts, and a store that is down (real SQLite, real redis-server)
+
+RETRY_REASON = "http_timeout"
+
+
+def retry_headers(n: int) -> dict[str, str]:
+    return {"X-Slack-Retry-Num": str(n), "X-Slack-Retry-Reason": RETRY_REASON}
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_state(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Settings that point replicas at one store: a SQLite file, or a real, emptied Redis."""
+    if request.param == "sqlite":
+        return {"state_path": tmp_path / "state.sqlite3"}
+    return {"redis_url": request.getfixturevalue("redis_url")}
+
+
+def assert_answered_once_each(stub: SlackStub, channel: str, *timestamps: str) -> None:
+    """Every message in `timestamps` got exactly one reply in `channel`, and nothing else did."""
+    for ts in timestamps:
+        settle(stub, channel, ts)
+    posts = in_channel(stub.calls, "chat.postMessage", channel)
+    assert sorted(p.payload["thread_ts"] for p in posts) == sorted(timestamps)
+
+
+@pytest.mark.model
+def test_two_replicas_sharing_a_store_post_one_reply_to_an_event_and_all_its_retries(
+    real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub, shared_state: dict[str, Any]
+) -> None:
+    settings = slack_settings(real_settings, stub, **shared_state)
+    channel, ts, event_id = unique("C0REPLICA"), message_ts(), unique("Ev")
+    body = event_body(mention(channel, ts, QUESTION), event_id)
+    with (
+        serve(create_app(settings, real_pipeline)) as one,
+        serve(create_app(settings, real_pipeline)) as two,
+    ):
+        # The same delivery reaches both replicas at the same moment.
+        statuses: list[int] = []
+        start = threading.Barrier(2)
+
+        def deliver(base: str) -> None:
+            start.wait()
+            statuses.append(post_signed(base, body).status_code)
+
+        racers = [threading.Thread(target=deliver, args=(base,)) for base in (one, two)]
+        for t in racers:
+            t.start()
+        for t in racers:
+            t.join()
+        replies(stub, channel)
+        # Slack's retries, spread over the replicas as a load balancer would.
+        for n, base in enumerate([one, two, one], start=1):
+            statuses.append(post_signed(base, body, extra_headers=retry_headers(n)).status_code)
+        # The same message under another event_id, on the other replica.
+        statuses.append(post_signed(two, event_body(mention(channel, ts, QUESTION))).status_code)
+        # A later message is answered; by the time it is, a duplicate would have shown.
+        sentinel = message_ts()
+        statuses.append(
+            post_signed(one, event_body(mention(channel, sentinel, QUESTION))).status_code
+        )
+        replies(stub, channel, count=2)
+        assert_answered_once_each(stub, channel, ts, sentinel)
+    assert statuses == [200] * 7
+
+
+@pytest.mark.model
+def test_a_restart_followed_by_a_retry_posts_nothing_new(
+    real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub, shared_state: dict[str, Any]
+) -> None:
+    settings = slack_settings(real_settings, stub, **shared_state)
+    channel, ts, event_id = unique("C0RESTART"), message_ts(), unique("Ev")
+    body = event_body(mention(channel, ts, QUESTION), event_id)
+    with serve(create_app(settings, real_pipeline)) as before:
+        assert post_signed(before, body).status_code == 200
+        replies(stub, channel)
+        settle(stub, channel, ts)
+    # The process is gone (its store closed); a new one opens the same file or Redis.
+    with serve(create_app(settings, real_pipeline)) as after:
+        assert post_signed(after, body, extra_headers=retry_headers(1)).status_code == 200
+        assert post_signed(after, body, extra_headers=retry_headers(2)).status_code == 200
+        sentinel = message_ts()
+        post_signed(after, event_body(mention(channel, sentinel, QUESTION)))
+        replies(stub, channel, count=2)
+        assert_answered_once_each(stub, channel, ts, sentinel)
+
+
+def assert_store_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "store_unavailable" and error["status"] == 503
+    assert error["request_id"] == response.headers["x-request-id"]
+    assert "/" not in error["message"]  # no server path, no URL
+
+
+@pytest.mark.model
+def test_while_redis_is_down_events_get_503_and_slacks_retry_is_answered_once_it_is_back(
+    real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub, tmp_path: Path
+) -> None:
+    if RedisServer.binary() is None:
+        pytest.skip("redis-server is not installed: `make servers` installs Debian's package")
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        settings = slack_settings(real_settings, stub, redis_url=server.url)
+        channel, ts = unique("C0DOWN"), message_ts()
+        body = event_body(mention(channel, ts, QUESTION))
+        with serve(create_app(settings, real_pipeline)) as base:
+            server.stop()
+            down = post_signed(base, body)
+            health = httpx.get(f"{base}/healthz", timeout=10)
+            server.start()  # the same port: the replica's client reconnects
+            back = post_signed(base, body, extra_headers=retry_headers(1))
+            [reply] = replies(stub, channel)
+            settle(stub, channel, ts)
+    finally:
+        server.stop()
+    assert_store_unavailable(down)
+    assert health.status_code == 200
+    assert back.status_code == 200 and reply.payload["thread_ts"] == ts
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("store", ["redis-never-up", "sqlite-unwritable"])
+def test_a_store_that_cannot_be_opened_does_not_stop_the_service_and_events_get_503(
+    real_settings: Settings, real_pipeline: Pipeline, stub: SlackStub, tmp_path: Path, store: str
+) -> None:
+    if store == "redis-never-up":
+        where: dict[str, Any] = {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}
+    else:
+        (tmp_path / "a-file").write_text("not a folder")
+        where = {"state_path": tmp_path / "a-file" / "state.sqlite3"}
+    settings = slack_settings(real_settings, stub, **where)
+    channel = unique("C0NOSTORE")
+    with serve(create_app(settings, real_pipeline)) as base:
+        event = post_signed(base, event_body(mention(channel, message_ts(), QUESTION)))
+        ask = httpx.post(f"{base}/v1/ask", json={"question": QUESTION}, timeout=30)
+        challenge = json.dumps({"type": "url_verification", "challenge": "c"}).encode()
+        verification = post_signed(base, challenge)
+    assert_store_unavailable(event)
+    assert ask.status_code == 200  # the API does not need the store
+    assert verification.status_code == 200
+    assert in_channel(stub.calls, "chat.postMessage", channel) == []

@@ -8,6 +8,7 @@ live.py        the pipeline, loaded in the background and replaced when a new bu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -25,6 +26,8 @@ from ragbot.api.routes import router
 from ragbot.config import Settings
 from ragbot.pipeline import Pipeline
 
+log = logging.getLogger("ragbot.api")
+
 
 def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
     """The FastAPI app; tests hand in a ready pipeline, production loads one in the lifespan."""
@@ -34,17 +37,21 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gate = AskGate.from_settings(settings)
         app.state.rate_limit = RateLimit.from_settings(settings)
-        if pipeline is not None:
-            app.state.pipeline = pipeline
-            yield
-            return
-        # Model and index take a second to load: load them in the background so the server
-        # binds at once, /healthz answers, and /readyz and /v1/ask say 503 until the pipeline
-        # is in; then keep serving whichever build index/current names.
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(serve_live, app, settings)
-            yield
-            tasks.cancel_scope.cancel()
+        await _open_store(app, settings)
+        try:
+            if pipeline is not None:
+                app.state.pipeline = pipeline
+                yield
+                return
+            # Model and index take a second to load: load them in the background so the server
+            # binds at once, /healthz answers, and /readyz and /v1/ask say 503 until the
+            # pipeline is in; then keep serving whichever build index/current names.
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(serve_live, app, settings)
+                yield
+                tasks.cancel_scope.cancel()
+        finally:
+            _close_store(app)
 
     app = FastAPI(
         title="ragbot",
@@ -67,6 +74,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.state.pipeline = pipeline
     app.state.load_error = None
     app.state.refused_build = None  # a new build that failed to load, named in /readyz
+    app.state.store = None
     app.include_router(router)
     _mount_surfaces(app, settings)
     install_error_handlers(app)
@@ -82,6 +90,31 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware, log_questions=settings.log_questions)
     return app
+
+
+async def _open_store(app: FastAPI, settings: Settings) -> None:
+    """The shared state store, opened once; only Slack uses it so far, so only with Slack on.
+
+    A store that cannot be opened is one error line, not a failed start: the API still serves,
+    and Slack events get 503 (Slack retries them) until a restart with a working store.
+    """
+    if not settings.slack_enabled:
+        return
+    from ragbot.errors import StoreUnavailable
+    from ragbot.store import open_store
+
+    try:
+        app.state.store = await anyio.to_thread.run_sync(open_store, settings)
+    except StoreUnavailable as exc:
+        where = "redis" if settings.redis_url else str(settings.resolved_state_path)
+        log.error("state store not opened", extra={"store": where, "error": exc.message})
+
+
+def _close_store(app: FastAPI) -> None:
+    store = app.state.store
+    app.state.store = None
+    if store is not None:
+        store.close()
 
 
 def _version() -> str:

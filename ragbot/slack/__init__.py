@@ -1,9 +1,8 @@
 """The Slack surface: a Bolt app mounted at POST /slack/events, a translator around Pipeline.ask.
 
 route.py   mount_slack(): the FastAPI route, signature check, dispatch off the event loop
-bolt.py    the Bolt app: listeners (mention, direct message, slash command) and event dedupe
+bolt.py    the Bolt app: listeners (mention, direct message, slash command), dedupe in the store
 blocks.py  Block Kit replies: mrkdwn escaping, Slack's limits, the disclaimer on every reply
-dedupe.py  a bounded, thread-safe TTL set of seen event ids
 """
 
 from ragbot.slack.route import mount_slack

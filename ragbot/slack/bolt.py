@@ -4,6 +4,11 @@ Bolt runs with process_before_response=False: an event is acknowledged before it
 and every listener runs on Bolt's own thread pool, so the CPU-bound Pipeline.ask never runs on the
 event loop. The slash command listener acknowledges first thing ("Looking that up…") and answers
 through response_url once the pipeline has replied.
+
+Dedupe lives in the shared store (ragbot.store), so a retry after a restart, or the same event
+delivered to another replica, is not answered twice: an event is claimed by its event_id before it
+is acknowledged, and a message by its channel and ts before it is answered (a direct message that
+mentions the bot arrives as two events).
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from ragbot.config import Settings
-from ragbot.errors import InvalidQuestion
+from ragbot.errors import InvalidQuestion, StoreUnavailable
 from ragbot.pipeline import Pipeline
 from ragbot.slack.blocks import Reply, answer_reply, notice_reply, question_from_slack, usage_reply
-from ragbot.slack.dedupe import RecentKeys
+from ragbot.store import Store
 
 log = logging.getLogger("ragbot.slack")
 
@@ -34,35 +39,56 @@ ERROR_MESSAGE = "Sorry, something went wrong on our side and I couldn't answer. 
 # Listener threads: the model serialises its calls, so more threads only queue; a few let replies
 # to Slack overlap with the next model call.
 SLACK_THREADS = 4
+# Slack retries a delivery three times: at once, after 1 minute and after 5 minutes
+# (docs.slack.dev/apis/events-api: "Retries"). Ten minutes covers them all.
+DEDUPE_TTL_SECONDS = 600.0
 
 PipelineGetter = Callable[[], Pipeline | None]
+StoreGetter = Callable[[], Store | None]
 
 
 class DedupeEvents(Middleware):
-    """Acknowledges, without processing, an Events API delivery whose event_id was already seen.
+    """Acknowledges, without processing, an Events API delivery whose event_id was already claimed.
 
-    Runs after Bolt's signature check, so a forged request can never claim an event_id.
+    Runs after Bolt's signature check, so a forged request can never claim an event_id. When the
+    store is down the delivery is refused with 503, so Slack retries it later.
     """
 
-    def __init__(self, seen: RecentKeys) -> None:
-        self.seen = seen
+    def __init__(self, get_store: StoreGetter) -> None:
+        self.get_store = get_store
 
     # `next` shadows the builtin because Bolt passes it by that name.
     def process(
         self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
     ) -> BoltResponse:
         event_id = req.body.get("event_id") if req.body.get("type") == "event_callback" else None
-        if isinstance(event_id, str) and not self.seen.first_time(f"event:{event_id}"):
+        if not isinstance(event_id, str):
+            return next()
+        try:
+            first = claim(self.get_store, f"slack:event:{event_id}")
+        except StoreUnavailable as exc:
+            log.error(
+                "slack event refused: state store unavailable",
+                extra={"event_id": event_id, "error": exc.message},
+            )
+            return BoltResponse(status=503, body="")
+        if not first:
             retry = req.headers.get("x-slack-retry-num", ["0"])[0]
             log.info("slack duplicate", extra={"event_id": event_id, "retry": retry})
             return BoltResponse(status=200, body="")
         return next()
 
 
-def build_bolt_app(
-    settings: Settings, get_pipeline: PipelineGetter, *, seen: RecentKeys | None = None
-) -> App:
-    """A Bolt app answering with the pipeline that `get_pipeline` returns at request time."""
+def claim(get_store: StoreGetter, key: str) -> bool:
+    """Claim a dedupe key in the store; StoreUnavailable when there is no store or it is down."""
+    store = get_store()
+    if store is None:
+        raise StoreUnavailable("the state store is not open (see the start-up log)")
+    return store.claim(key, DEDUPE_TTL_SECONDS)
+
+
+def build_bolt_app(settings: Settings, get_pipeline: PipelineGetter, get_store: StoreGetter) -> App:
+    """A Bolt app answering with the pipeline and deduping with the store, both read per request."""
     if not (settings.slack_bot_token and settings.slack_signing_secret):
         raise ValueError(
             "Slack is not configured: set RAGBOT_SLACK_BOT_TOKEN and RAGBOT_SLACK_SIGNING_SECRET"
@@ -82,9 +108,17 @@ def build_bolt_app(
         process_before_response=False,
         listener_executor=ThreadPoolExecutor(SLACK_THREADS, thread_name_prefix="ragbot-slack"),
     )
-    seen = RecentKeys() if seen is None else seen  # not `or`: an empty RecentKeys is falsy
-    app.use(DedupeEvents(seen))
+    app.use(DedupeEvents(get_store))
     answers = _Answers(settings, get_pipeline)
+
+    def first_time(channel: str, ts: str) -> bool:
+        try:
+            return claim(get_store, f"slack:message:{channel}:{ts}")
+        except StoreUnavailable as exc:
+            # The event was claimed a moment ago and already acknowledged, so Slack will not
+            # retry it: answering risks a rare duplicate, not answering loses the question.
+            log.warning("slack message not deduped", extra={"error": exc.message})
+            return True
 
     @app.event("app_mention")
     def on_mention(event: dict[str, Any], client: WebClient) -> None:
@@ -93,7 +127,7 @@ def build_bolt_app(
         channel, ts = event.get("channel"), event.get("ts")
         if not (isinstance(channel, str) and isinstance(ts, str)):
             return
-        if seen.first_time(f"message:{channel}:{ts}"):
+        if first_time(channel, ts):
             answers.reply_in_channel(client, event, thread_ts=event.get("thread_ts") or ts)
 
     @app.event("message")
@@ -108,7 +142,7 @@ def build_bolt_app(
         channel, ts = event.get("channel"), event.get("ts")
         if not (isinstance(channel, str) and isinstance(ts, str)):
             return
-        if seen.first_time(f"message:{channel}:{ts}"):
+        if first_time(channel, ts):
             answers.reply_in_channel(client, event, thread_ts=event.get("thread_ts"))
 
     @app.event(re.compile(".*"))

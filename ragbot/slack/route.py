@@ -4,6 +4,8 @@ The route checks Slack's v0 signature over the raw body before anything else rea
 checks it again in its own middleware. A request that fails is answered 401 in the API's error
 shape and never reaches a listener or the Web API. Signed requests are dispatched to Bolt on a
 worker thread, because Bolt's dispatch is synchronous (it waits for ack() and may call auth.test).
+Event dedupe needs the state store that the app's lifespan opens (app.state.store); while it is
+missing or down, events are answered 503 in the error shape, and Slack retries them.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from fastapi import FastAPI, Request, Response
 
 from ragbot.api.errors import error_response
 from ragbot.config import Settings
-from ragbot.errors import BadRequest, InvalidSignature
+from ragbot.errors import BadRequest, InvalidSignature, StoreUnavailable
 from ragbot.pipeline import Pipeline
+from ragbot.store import Store
 
 if TYPE_CHECKING:
     from slack_bolt import App, BoltResponse
@@ -32,6 +35,7 @@ BAD_SIGNATURE = (
     "the request is not signed with this app's Slack signing secret, or is over 5 minutes old: "
     "check RAGBOT_SLACK_SIGNING_SECRET and the server clock"
 )
+STORE_DOWN = "the event cannot be checked for duplicates right now; Slack will retry it"
 
 
 def mount_slack(app: FastAPI, settings: Settings) -> None:
@@ -52,7 +56,11 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
         pipeline: Pipeline | None = app.state.pipeline
         return pipeline
 
-    bolt = build_bolt_app(settings, current_pipeline)
+    def current_store() -> Store | None:
+        store: Store | None = app.state.store
+        return store
+
+    bolt = build_bolt_app(settings, current_pipeline, current_store)
     verifier = SignatureVerifier(settings.slack_signing_secret)
     app.state.slack_bolt = bolt
 
@@ -83,6 +91,8 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
             return error_response(request, BadRequest, "the request body is not a Slack payload")
         if bolt_response.status == 401:  # Bolt's own check disagreed: keep the API's error shape
             return error_response(request, InvalidSignature, "the Slack signature check failed")
+        if bolt_response.status == 503:  # DedupeEvents: the state store is down (reason logged)
+            return error_response(request, StoreUnavailable, STORE_DOWN)
         return to_starlette_response(bolt_response)
 
     app.add_api_route(
@@ -95,6 +105,7 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
         responses={
             400: {"description": "Not a Slack payload"},
             401: {"description": "Not signed with the app's signing secret, or stale"},
+            503: {"description": "The state store is down; Slack retries the event"},
         },
     )
 
