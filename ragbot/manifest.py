@@ -199,8 +199,7 @@ class Manifest:
         tmp = folder / f".{MANIFEST_FILE}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             with tmp.open("w", encoding="utf-8") as fh:
-                # allow_nan=False: NaN is not JSON, and would not read back.
-                json.dump(self.to_json(), fh, ensure_ascii=False, indent=1, allow_nan=False)
+                json.dump(self.to_json(), fh, ensure_ascii=False, indent=1)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, folder / MANIFEST_FILE)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -317,9 +316,10 @@ def test_a_failed_write_leaves_the_previous_manifest_whole_and_no_partial_file(
     previous = Manifest.from_json(FORMAT_2)
     previous.write(tmp_path)
     before = (tmp_path / MANIFEST_FILE).read_bytes()
-    # NaN is not JSON: the writer fails part way through the file, after the build id.
-    broken = replace(previous, build_id="another-build", build_seconds=math.nan)
-    with pytest.raises(ValueError, match="not JSON compliant"):
+    # A value JSON cannot encode: the writer fails part way through the file, after the build id.
+    versions = {**previous.versions, "ragbot": b"0.1.0"}
+    broken = replace(previous, build_id="another-build", versions=versions)
+    with pytest.raises(TypeError, match="not JSON serializable"):
         broken.write(tmp_path)
     assert (tmp_path / MANIFEST_FILE).read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [MANIFEST_FILE]
