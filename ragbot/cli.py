@@ -8,6 +8,7 @@ import logging
 import sys
 import textwrap
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from pydantic import ValidationError
 
@@ -121,24 +122,22 @@ def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
         raise IndexMissing(f"no index in {settings.index_dir}: run `ragbot build-index`")
     index = load_index_files(current)
     if args.json:
-        print(json.dumps(index.manifest, indent=2, ensure_ascii=False))
+        print(json.dumps(index.manifest.to_json(), indent=2, ensure_ascii=False))
         return EXIT_OK
     m = index.manifest
     print(f"index      {index.path.resolve()}")
-    print(f"built      {m['built_at']} in {m['build_seconds']} s  (build {m['build_id']})")
-    print(
-        f"model      {m['model']['name']}  dim {m['model']['dim']}  weights {m['model']['fingerprint'][:12]}"
-    )
-    print(f"faiss      {m['index']['type']}  metric {m['metric']}  normalised {m['normalized']}")
-    print(f"chunker    {json.dumps(m['chunker'])}")
-    print(f"counts     {json.dumps(m['counts'])}")
+    print(f"built      {m.built_at} in {m.build_seconds} s  (build {m.build_id})")
+    print(f"model      {m.model.name}  dim {m.model.dim}  weights {m.model.fingerprint[:12]}")
+    print(f"faiss      {m.index.type}  metric {m.metric}  normalised {m.normalized}")
+    print(f"chunker    {json.dumps(asdict(m.chunker))}")
+    print(f"counts     {json.dumps(asdict(m.counts))}")
     try:
         check_fresh(m, settings.corpus_dir, settings.index_dir)
         print("corpus     up to date")
     except RagbotError as exc:
         print(f"corpus     STALE: {exc.message}")
-    for doc_id, doc in m["documents"].items():
-        print(f"document   {doc_id}: {doc['title']} ({doc['source']})")
+    for doc_id, doc in m.documents.items():
+        print(f"document   {doc_id}: {doc.title} ({doc.source})")
     for chunk in index.chunks[: args.chunks]:
         section = index.sections[chunk.section_id].heading
         print(

@@ -57,10 +57,10 @@ def weights_fingerprint(model_path: Path) -> str:
     return digest.hexdigest()
 
 
-def weights_stat(model_path: Path) -> dict[str, list[int]]:
+def weights_stat(model_path: Path) -> dict[str, tuple[int, int]]:
     """Size and modification time of each weight file: a cheap check before hashing them."""
     stats = {p.relative_to(model_path).as_posix(): p.stat() for p in _weight_files(model_path)}
-    return {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}
+    return {name: (st.st_size, st.st_mtime_ns) for name, st in stats.items()}
 
 
 class SentenceTransformerEmbedder:

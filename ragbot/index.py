@@ -21,8 +21,8 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,10 +43,22 @@ from ragbot.embeddings import (
 )
 from ragbot.errors import BuildError, IndexCorrupt, IndexMismatch, IndexMissing, IndexStale
 from ragbot.fusion import Ranker
+from ragbot.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    ChunkerInfo,
+    Counts,
+    DocumentInfo,
+    EncoderInfo,
+    IndexParams,
+    Manifest,
+    ModelInfo,
+    encoder_info,
+    learned_info,
+)
 from ragbot.models import Chunk, Document, Section, Sentence
 from ragbot.router import Router
 
-FORMAT_VERSION = 2  # 2: router.npz, ranker.npz and examples.npz in every build
 SPLITTER_VERSION = 3  # bump when splitting, cleaning or what is embedded changes
 KINDS: tuple[str, ...] = ("chunks", "sentences", "headings")  # one FAISS file each
 HNSW_EF_CONSTRUCTION = 80  # FAISS default is 40; 80 buys recall for a one-off build cost
@@ -56,7 +68,7 @@ HNSW_EF_CONSTRUCTION = 80  # FAISS default is 40; 80 buys recall for a one-off b
 class Index:
     """A loaded index: records, their vectors in FAISS, and the manifest they were built with."""
 
-    manifest: dict[str, Any]
+    manifest: Manifest
     documents: dict[str, Document]
     sections: dict[str, Section]
     sentences: list[Sentence]
@@ -95,12 +107,12 @@ class Index:
         """What /readyz and `ragbot inspect` show."""
         m = self.manifest
         return {
-            "build_id": m["build_id"],
-            "built_at": m["built_at"],
-            "model": m["model"]["name"],
-            "index_type": m["index"]["type"],
-            "counts": m["counts"],
-            "documents": [{"doc_id": k, "title": v["title"]} for k, v in m["documents"].items()],
+            "build_id": m.build_id,
+            "built_at": m.built_at,
+            "model": m.model.name,
+            "index_type": m.index.type,
+            "counts": asdict(m.counts),
+            "documents": [{"doc_id": k, "title": v.title} for k, v in m.documents.items()],
             # Whether the corpus changed since this build and a rebuild failed (the log says why).
             "stale": self.stale is not None,
         }
@@ -134,14 +146,14 @@ def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
     )
 
 
-def expected_chunker(settings: Settings) -> dict[str, Any]:
+def expected_chunker(settings: Settings) -> ChunkerInfo:
     """The chunker part of the manifest; a difference at load means rebuild."""
-    return {
-        "budget_tokens": settings.chunk_tokens,
-        "overlap_sentences": settings.chunk_overlap,
-        "encoding": settings.encoding,
-        "splitter_version": SPLITTER_VERSION,
-    }
+    return ChunkerInfo(
+        budget_tokens=settings.chunk_tokens,
+        overlap_sentences=settings.chunk_overlap,
+        encoding=settings.encoding,
+        splitter_version=SPLITTER_VERSION,
+    )
 
 
 def corpus_state(corpus_dir: Path) -> dict[str, str]:
@@ -217,8 +229,10 @@ def build_index(
             }
             _write_json(tmp / "records.json", records)
             sections = {s.section_id: s for s in headings}
+            # Not yet trained, exported or hashed: completed below, once those files exist.
+            draft = _manifest(settings, embedder, build_id, documents, headings, sentences, chunks)
             built = Index(
-                {}, {d.doc_id: d for d in documents}, sections, sentences, chunks, indexes, tmp
+                draft, {d.doc_id: d for d in documents}, sections, sentences, chunks, indexes, tmp
             )
             learned = learn(
                 built,
@@ -228,21 +242,26 @@ def build_index(
                 say=say,
             )
             encoder = _export_encoder(tmp, settings, embedder, texts, indexes, say)
-            seconds = time.perf_counter() - started
-            manifest = _manifest(
-                settings, embedder, build_id, documents, headings, sentences, chunks, seconds, tmp
+            router, ranker = learned.router, learned.ranker
+            manifest = replace(
+                draft,
+                built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                build_seconds=round(time.perf_counter() - started, 3),
+                files={p.name: file_hash(p) for p in sorted(tmp.iterdir())},
+                learned=learned_info(
+                    {
+                        "router": {
+                            **router.meta,
+                            "crisis_threshold": round(router.crisis_threshold, 6),
+                            "distress_threshold": round(router.distress_threshold, 6),
+                            "clause_threshold": round(router.clause_threshold, 6),
+                        },
+                        "ranker": ranker.meta,
+                    }
+                ),
+                encoder=encoder,
             )
-            manifest["learned"] = {
-                "router": {
-                    **learned.router.meta,
-                    "crisis_threshold": round(learned.router.crisis_threshold, 6),
-                    "distress_threshold": round(learned.router.distress_threshold, 6),
-                    "clause_threshold": round(learned.router.clause_threshold, 6),
-                },
-                "ranker": learned.ranker.meta,
-            }
-            manifest["encoder"] = encoder
-            _write_json(tmp / "manifest.json", manifest)
+            manifest.write(tmp)
             _fsync_dir(tmp)
             final = builds / build_id
             tmp.rename(final)
@@ -278,7 +297,7 @@ def _export_encoder(
     texts: dict[str, list[tuple[str, str]]],
     indexes: dict[str, Any],
     say: Callable[[str], None],
-) -> dict[str, Any] | None:
+) -> EncoderInfo | None:
     """Export the model to ONNX (and int8) for serving, checked against the index's own vectors
     on every corpus text; None for an embedder that is not a sentence-transformers model."""
     from ragbot.embeddings import SentenceTransformerEmbedder
@@ -304,12 +323,14 @@ def _export_encoder(
     )
     say(f"ONNX encoder exported and checked on {sum(map(len, texts.values()))} texts")
     meta = json.loads((folder / ox.ENCODER_FILE).read_text(encoding="utf-8"))
-    return {
-        **meta,
-        "parity_min_cosine": round(worst, 7),
-        "opset": ox.OPSET,
-        "export_version": ox.EXPORT_VERSION,
-    }
+    return encoder_info(
+        {
+            **meta,
+            "parity_min_cosine": round(worst, 7),
+            "opset": ox.OPSET,
+            "export_version": ox.EXPORT_VERSION,
+        }
+    )
 
 
 @contextlib.contextmanager
@@ -340,9 +361,9 @@ def _previous_vectors(
         previous = load_index_files(root / "current")
     except Exception:
         return {}
-    if previous.manifest["model"].get("fingerprint") != model_fingerprint:
+    if previous.manifest.model.fingerprint != model_fingerprint:
         return {}
-    if previous.manifest["chunker"].get("splitter_version") != SPLITTER_VERSION:
+    if previous.manifest.chunker.splitter_version != SPLITTER_VERSION:
         return {}  # what was embedded for a record may have changed with the code
     keyed = embedding_texts(list(previous.documents.values()), previous.sentences, previous.chunks)
     cache: dict[str, dict[tuple[str, str], Vectors]] = {}
@@ -488,49 +509,48 @@ def _manifest(
     headings: list[Section],
     sentences: list[Sentence],
     chunks: list[Chunk],
-    seconds: float,
-    folder: Path,
-) -> dict[str, Any]:
+) -> Manifest:
+    """The manifest as far as the records define it: no files, nothing learned or exported."""
     model_path = getattr(embedder, "model_path", None)
-    return {
-        "format": FORMAT_VERSION,
-        "build_id": build_id,
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "build_seconds": round(seconds, 3),
-        "model": {
-            "stat": weights_stat(model_path) if isinstance(model_path, Path) else None,
-            "name": embedder.name,
-            "fingerprint": fingerprint(embedder),
-            "dim": embedder.dim,
-            "max_tokens": getattr(embedder, "max_tokens", None),
-        },
-        "metric": "inner_product",
-        "normalized": True,
-        "index": {
-            "type": settings.index_type,
-            "hnsw_m": settings.hnsw_m if settings.index_type == "hnsw" else None,
-            "hnsw_ef_construction": HNSW_EF_CONSTRUCTION if settings.index_type == "hnsw" else None,
-        },
-        "chunker": expected_chunker(settings),
-        "documents": {
-            d.doc_id: {
-                "source": d.source,
-                "content_hash": d.content_hash,
-                "title": d.title,
-                "url": d.url,
-            }
+    hnsw = settings.index_type == "hnsw"
+    return Manifest(
+        format=FORMAT_VERSION,
+        build_id=build_id,
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        build_seconds=0.0,
+        model=ModelInfo(
+            stat=weights_stat(model_path) if isinstance(model_path, Path) else None,
+            name=embedder.name,
+            fingerprint=fingerprint(embedder),
+            dim=embedder.dim,
+            max_tokens=getattr(embedder, "max_tokens", None),
+        ),
+        metric="inner_product",
+        normalized=True,
+        index=IndexParams(
+            type=settings.index_type,
+            hnsw_m=settings.hnsw_m if hnsw else None,
+            hnsw_ef_construction=HNSW_EF_CONSTRUCTION if hnsw else None,
+        ),
+        chunker=expected_chunker(settings),
+        documents={
+            d.doc_id: DocumentInfo(
+                source=d.source, content_hash=d.content_hash, title=d.title, url=d.url
+            )
             for d in documents
         },
-        "counts": {
-            "documents": len(documents),
-            "sections": len(headings),
-            "sentences": len(sentences),
-            "chunks": len(chunks),
-            "tokens": sum(c.tokens for c in chunks),
-        },
-        "versions": _versions(),
-        "files": {p.name: file_hash(p) for p in sorted(folder.iterdir())},
-    }
+        counts=Counts(
+            documents=len(documents),
+            sections=len(headings),
+            sentences=len(sentences),
+            chunks=len(chunks),
+            tokens=sum(c.tokens for c in chunks),
+        ),
+        versions=_versions(),
+        files={},
+        learned=None,
+        encoder=None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -550,25 +570,25 @@ def load_index(
     m = index.manifest
     if embedder is not None:
         want = {"name": embedder.name, "fingerprint": fingerprint(embedder), "dim": embedder.dim}
-        got = {k: m["model"].get(k) for k in want}
+        got = {"name": m.model.name, "fingerprint": m.model.fingerprint, "dim": m.model.dim}
         if got != want:
             diff = ", ".join(f"{k} {got[k]!r} != {want[k]!r}" for k in want if got[k] != want[k])
             raise IndexMismatch(
                 f"{root} was built with a different model ({diff}): run `ragbot build-index`"
             )
     chunker = expected_chunker(settings)
-    if m["chunker"] != chunker:
+    if m.chunker != chunker:
         diff = ", ".join(
-            f"{k} {m['chunker'].get(k)!r} != {v!r}"
-            for k, v in chunker.items()
-            if m["chunker"].get(k) != v
+            f"{f.name} {getattr(m.chunker, f.name)!r} != {getattr(chunker, f.name)!r}"
+            for f in fields(chunker)
+            if getattr(m.chunker, f.name) != getattr(chunker, f.name)
         )
         raise IndexMismatch(
             f"{root} was built with other chunker settings ({diff}): run `ragbot build-index`"
         )
-    if m["index"]["type"] != settings.index_type:
+    if m.index.type != settings.index_type:
         raise IndexMismatch(
-            f"{root} is a {m['index']['type']} index but settings ask for {settings.index_type}: "
+            f"{root} is a {m.index.type} index but settings ask for {settings.index_type}: "
             "run `ragbot build-index`"
         )
     if check_corpus:
@@ -579,37 +599,32 @@ def load_index(
     return index
 
 
-def load_manifest(root: Path) -> dict[str, Any]:
+def load_manifest(root: Path) -> Manifest:
     """The current build's manifest, or IndexMissing/IndexCorrupt saying what to run."""
-    path = root / "current" / "manifest.json"
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise IndexMissing(f"no index in {root}: run `ragbot build-index`") from exc
-    except (OSError, ValueError) as exc:
-        raise IndexCorrupt(f"{path} is unreadable ({exc}): run `ragbot build-index`") from exc
-    return data
+    if not (root / "current" / MANIFEST_FILE).exists():
+        raise IndexMissing(f"no index in {root}: run `ragbot build-index`")
+    return Manifest.read(root / "current")
 
 
-def check_model(manifest: dict[str, Any], settings: Settings, root: Path) -> None:
+def check_model(manifest: Manifest, settings: Settings, root: Path) -> None:
     """Raise IndexMismatch when the configured model's weights differ from the build's; without
     torch: a file stat check first, the weights hashed only when a file changed."""
     try:
         path = settings.resolved_model_path
     except ImportError:
         return  # a serve-only install without the model package serves the build as it is
-    model = manifest["model"]
-    if model.get("stat") is not None and model["stat"] == weights_stat(path):
+    model = manifest.model
+    if model.stat is not None and model.stat == weights_stat(path):
         return
-    if weights_fingerprint(path) != model.get("fingerprint"):
+    if weights_fingerprint(path) != model.fingerprint:
         raise IndexMismatch(
             f"{root} was built with other model weights than {path}: run `ragbot build-index`"
         )
 
 
-def check_fresh(manifest: dict[str, Any], corpus_dir: Path, root: Path) -> None:
+def check_fresh(manifest: Manifest, corpus_dir: Path, root: Path) -> None:
     """Raise IndexStale naming the files added, removed or changed since the build."""
-    built = {v["source"]: v["content_hash"] for v in manifest["documents"].values()}
+    built = {v.source: v.content_hash for v in manifest.documents.values()}
     now = corpus_state(corpus_dir)
     added = sorted(set(now) - set(built))
     removed = sorted(set(built) - set(now))
@@ -628,7 +643,7 @@ def check_fresh(manifest: dict[str, Any], corpus_dir: Path, root: Path) -> None:
 VERIFIED_FILE = ".verified.json"  # beside a build: the stat of each file when its hash last held
 
 
-def verify_files(folder: Path, files: dict[str, str]) -> None:
+def verify_files(folder: Path, files: Mapping[str, str]) -> None:
     """Check every file against its manifest hash. A file whose size and modification time are
     those recorded when its hash last held is not read again: the ONNX models are 110 MB, and
     hashing them on every start would double the cold start (README: Benchmarks)."""
@@ -658,20 +673,8 @@ def load_index_files(folder: Path) -> Index:
     """Read one build folder, checking every file against the hashes in its manifest."""
     import faiss
 
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise IndexCorrupt(f"{folder} has no manifest.json: run `ragbot build-index`") from exc
-    except (OSError, ValueError) as exc:
-        raise IndexCorrupt(
-            f"{folder}/manifest.json is unreadable ({exc}): run `ragbot build-index`"
-        ) from exc
-    if manifest.get("format") != FORMAT_VERSION:
-        raise IndexMismatch(
-            f"{folder} has index format {manifest.get('format')!r}, this ragbot reads {FORMAT_VERSION}: "
-            "run `ragbot build-index`"
-        )
-    verify_files(folder, manifest.get("files", {}))
+    manifest = Manifest.read(folder)
+    verify_files(folder, manifest.files)
     try:
         records = json.loads((folder / "records.json").read_text(encoding="utf-8"))
         documents = {}

@@ -9,7 +9,6 @@ embeds the examples that changed.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragbot.embeddings import Embedder, Vectors, fingerprint
+from ragbot.errors import IndexError_
 from ragbot.fusion import ExamplePool, Ranker, train_ranker, untrained_ranker
 from ragbot.guardrails import match_rules
+from ragbot.manifest import Manifest
 from ragbot.query import clauses, expand
 from ragbot.router import Example, Router, examples_hash, load_examples, train_router
 
@@ -52,13 +53,12 @@ def _key(text: str) -> str:
 def previous_example_vectors(folder: Path, model_fingerprint: str) -> dict[str, Vectors]:
     """Example vectors of an earlier build with the same model, keyed by text hash."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        if manifest["model"]["fingerprint"] != model_fingerprint:
+        if Manifest.read(folder).model.fingerprint != model_fingerprint:
             return {}
         with np.load(folder / EXAMPLES_FILE, allow_pickle=False) as data:
             return {str(k): v for k, v in zip(data["keys"], data["vectors"], strict=True)}
-    except (OSError, KeyError, ValueError, TypeError):
-        return {}
+    except (IndexError_, OSError, KeyError, ValueError, TypeError):
+        return {}  # no usable earlier build: every example is embedded
 
 
 def embed_examples(

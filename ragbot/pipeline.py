@@ -258,8 +258,8 @@ def ensure_index(settings: Settings, embedder: Embedder | None = None) -> Index 
             if settings.encoder != "torch":
                 from ragbot.onnx_embedder import EXPORT_VERSION
 
-                encoder = index.manifest.get("encoder") or {}
-                if encoder.get("export_version") != EXPORT_VERSION:
+                encoder = index.manifest.encoder
+                if encoder is None or encoder.export_version != EXPORT_VERSION:
                     raise IndexMismatch(f"{settings.index_dir} has no current ONNX encoder")
         return index
     except IndexError_ as exc:

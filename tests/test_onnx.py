@@ -27,11 +27,12 @@ def questions(n: int = 80) -> list[str]:
 
 
 def test_the_build_exports_the_model_and_records_its_hashes(real_index: Any) -> None:
-    encoder = real_index.manifest["encoder"]
-    assert encoder["parity_min_cosine"] >= PARITY_COSINE
-    assert len(encoder["model_sha256"]) == 64 and len(encoder["int8_sha256"]) == 64
+    encoder = real_index.manifest.encoder
+    assert encoder is not None and encoder.int8_sha256 is not None
+    assert encoder.parity_min_cosine >= PARITY_COSINE
+    assert len(encoder.model_sha256) == 64 and len(encoder.int8_sha256) == 64
     assert {"model.onnx", "model.int8.onnx", "tokenizer.json", "encoder.json"} <= set(
-        real_index.manifest["files"]
+        real_index.manifest.files
     )
 
 

@@ -255,6 +255,6 @@ def _meta(
     }
     if pipeline is not None:
         manifest = pipeline.index.manifest
-        meta["index_build"] = manifest.get("build_id")
-        meta["model"] = manifest.get("model", {}).get("name")
+        meta["index_build"] = manifest.build_id
+        meta["model"] = manifest.model.name
     return meta
