@@ -8,7 +8,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 
 from ragbot.api.schemas import AskRequest, AskResponse, ErrorResponse, Health, Ready
-from ragbot.errors import IndexError_
+from ragbot.errors import IndexError_, InvalidQuestion
 from ragbot.pipeline import Pipeline, validate_question
 
 router = APIRouter()
@@ -39,7 +39,11 @@ PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 )
 async def ask(body: AskRequest, request: Request, pipeline: PipelineDep) -> AskResponse:
     """Answer with verbatim, cited sentences, or say why not; the disclaimer is always included."""
-    question = validate_question(body.question, pipeline.settings.max_question_chars)
+    limit = pipeline.settings.max_question_chars
+    # The documented maxLength counts the characters sent, surrounding spaces included.
+    if len(body.question) > limit:
+        raise InvalidQuestion(f"question is {len(body.question)} characters; the limit is {limit}")
+    question = validate_question(body.question, limit)
     # The model is CPU-bound: run it in a worker thread so the event loop keeps serving /healthz.
     answer = await anyio.to_thread.run_sync(
         pipeline.ask, question, limiter=request.app.state.ask_limiter
