@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from ragbot.api.overload import AskGate, RateLimit
 from ragbot.api.schemas import AskRequest, AskResponse, ErrorResponse, Health, Ready
-from ragbot.errors import IndexError_
+from ragbot.errors import IndexError_, InvalidQuestion
 from ragbot.pipeline import Pipeline, validate_question
 
 router = APIRouter()
@@ -59,7 +59,13 @@ RETRY_HEADER = {
 )
 async def ask(body: AskRequest, request: Request, pipeline: PipelineDep) -> AskResponse:
     """Answer with verbatim, cited sentences, or say why not; the disclaimer is always included."""
-    question = validate_question(body.question, pipeline.settings.max_question_chars)
+    max_chars = pipeline.settings.max_question_chars
+    # The documented maxLength counts the characters sent, surrounding spaces included.
+    if len(body.question) > max_chars:
+        raise InvalidQuestion(
+            f"question is {len(body.question)} characters; the limit is {max_chars}"
+        )
+    question = validate_question(body.question, max_chars)
     limit: RateLimit | None = request.app.state.rate_limit
     if limit is not None:
         # Behind the documented proxy, uvicorn takes the client from X-Forwarded-For.

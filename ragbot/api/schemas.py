@@ -9,6 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from ragbot.config import Settings
 from ragbot.models import Answer
 
+# What validate_question accepts, as a JSON Schema pattern (the same in ECMA, Python and Rust
+# regex): optional leading and trailing whitespace (as str.strip sees it), then at least one
+# visible character, and no control characters but tab, line feed and carriage return inside.
+# Spelled with \u escapes, not \s, because the engines disagree on what \s holds.
+_SPACE = r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_NOT_CONTROL = r"[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]"
+_VISIBLE = r"[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+QUESTION_PATTERN = f"^[{_SPACE}]*{_VISIBLE}(?:{_NOT_CONTROL}*{_VISIBLE})?[{_SPACE}]*$"
+
 
 class AskRequest(BaseModel):
     """A question about the article."""
@@ -19,11 +28,15 @@ class AskRequest(BaseModel):
     )
 
     question: StrictStr = Field(
-        description="1 to 1,000 characters after trimming (RAGBOT_MAX_QUESTION_CHARS).",
-        # Documented for clients; enforced after trimming by the pipeline (invalid_question).
+        description=(
+            "1 to 1,000 characters (RAGBOT_MAX_QUESTION_CHARS), not blank, and no control "
+            "characters but tab and line breaks."
+        ),
+        # Documented for clients; enforced by the route and the pipeline (invalid_question).
         json_schema_extra={
             "minLength": 1,
             "maxLength": Settings.model_fields["max_question_chars"].default,
+            "pattern": QUESTION_PATTERN,
         },
     )
 
