@@ -27,7 +27,7 @@ ARTICLE = ROOT / "ragbot" / "data" / "corpus" / "what-are-the-effects-of-ketamin
 QUESTION = "how long do the effects last"
 EXPECTED_PHRASE = "45 to 90 minutes"  # the article's answer to QUESTION
 # Bounds of each step, in seconds: the whole check stays within a few minutes on two cores.
-PIP_TIMEOUT_S = 600.0
+PIP_TIMEOUT_S = 300.0
 BUILD_TIMEOUT_S = 420.0
 ASK_TIMEOUT_S = 180.0
 READY_TIMEOUT_S = 120.0
@@ -37,8 +37,8 @@ class CheckFailed(Exception):
     """One step did not do what the wheel promises; the message is the FAIL line."""
 
 
-def run(cmd: list[str], *, timeout: float, **kwargs: object) -> str:
-    """Run a command, echoing it and its time; return its output; fail the check on error."""
+def run(cmd: list[str], *, timeout: float, capture: bool = False, **kwargs: object) -> str:
+    """Run a command, echoing it and its time; fail the check on error; return what it printed."""
     print("+", " ".join(cmd), flush=True)
     started = time.perf_counter()
     try:
@@ -46,18 +46,19 @@ def run(cmd: list[str], *, timeout: float, **kwargs: object) -> str:
             cmd,
             check=False,
             timeout=timeout,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE if capture else None,  # else it streams through
+            stderr=subprocess.STDOUT if capture else None,
             text=True,
             **kwargs,  # type: ignore[call-overload]
         )
     except subprocess.TimeoutExpired as exc:
         raise CheckFailed(f"`{' '.join(cmd[-2:])}` took longer than {timeout:.0f} s") from exc
-    print(done.stdout, end="", flush=True)
+    output = str(done.stdout or "")
+    print(output, end="", flush=True)
     print(f"  ({time.perf_counter() - started:.1f} s)", flush=True)
     if done.returncode != 0:
         raise CheckFailed(f"`{' '.join(cmd[-2:])}` exited {done.returncode} (output above)")
-    return str(done.stdout)
+    return output
 
 
 def free_port() -> int:
@@ -149,6 +150,7 @@ def check(work: Path) -> None:
     where = run(
         [str(bin_dir / "python"), "-c", "import ragbot; print(ragbot.__file__)"],
         timeout=60,
+        capture=True,
         cwd=folder,
         env=env,
     )
@@ -165,7 +167,11 @@ def check(work: Path) -> None:
         raise CheckFailed(f"`ragbot build-index` left {made} in the working folder, not only index")
 
     output = run(
-        [str(bin_dir / "ragbot"), "ask", QUESTION], timeout=ASK_TIMEOUT_S, cwd=folder, env=env
+        [str(bin_dir / "ragbot"), "ask", QUESTION],
+        timeout=ASK_TIMEOUT_S,
+        capture=True,
+        cwd=folder,
+        env=env,
     )
     check_ask(output)
     ready_s = check_serve(bin_dir, folder, env)
