@@ -87,7 +87,10 @@ def build_and_install(work: Path) -> Path:
     dist = work / "dist"
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     run([*pip, "wheel", "--no-deps", "-w", str(dist), str(ROOT)], timeout=PIP_TIMEOUT_S)
-    (wheel,) = dist.glob("ragbot-*.whl")
+    wheels = list(dist.glob("ragbot-*.whl"))
+    if len(wheels) != 1:
+        raise CheckFailed(f"`pip wheel` made {len(wheels)} ragbot wheels, not one")
+    wheel = wheels[0]
     venv = work / "venv"
     run([sys.executable, "-m", "venv", str(venv)], timeout=PIP_TIMEOUT_S)
     python = str(venv / "bin" / "python")
