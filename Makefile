@@ -5,7 +5,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test serve-only install install-test chromium servers lint eval eval-baseline bench bench-index clean
+.PHONY: run test serve-only wheel-check install install-test chromium servers lint eval eval-baseline bench bench-index clean
 
 run: install  ## install and run the service (builds the index when missing or stale)
 	$(VENV)/bin/ragbot serve
@@ -13,9 +13,13 @@ run: install  ## install and run the service (builds the index when missing or s
 test: install-test chromium servers  ## install and run every test (unit, real model, API, Slack, browser)
 	$(VENV)/bin/pytest
 	$(MAKE) serve-only
+	$(MAKE) wheel-check
 
 serve-only: install  ## prove the serve-only install: a second venv without torch serves a built index
 	$(PY) scripts/serve_only_check.py
+
+wheel-check: install  ## prove the wheel: installed in a fresh venv, it builds, answers and serves from an empty folder
+	$(PY) scripts/wheel_check.py
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

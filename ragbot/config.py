@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def shipped_corpus_dir() -> Path:
+    """The article that ships inside the package (ragbot/data/corpus): the default corpus.
+
+    The same lookup serves a checkout, an editable install and a wheel; wheels install as plain
+    folders, so the resource is a real directory.
+    """
+    return Path(str(resources.files("ragbot.data").joinpath("corpus")))
+
+
+def working_index_dir() -> Path:
+    """`./index` in the working folder: the default index location.
+
+    The working folder, not a per-user data folder: a build lands where it was asked for and is
+    seen there, a checkout keeps its `index/`, and a deployment names its folder anyway.
+    """
+    return Path.cwd() / "index"
 
 
 class Settings(BaseSettings):
@@ -18,10 +35,12 @@ class Settings(BaseSettings):
 
     # Corpus and index
     corpus_dir: Path = Field(
-        PROJECT_ROOT / "corpus", description="Folder of articles (.md, .txt, .html)."
+        default_factory=shipped_corpus_dir,
+        description="Folder of articles (.md, .txt, .html); default: the article shipped in the package.",
     )
     index_dir: Path = Field(
-        PROJECT_ROOT / "index", description="Folder that holds the built index."
+        default_factory=working_index_dir,
+        description="Folder that holds the built index; default: ./index in the working folder.",
     )
     model_name: str = Field(
         "sentence-transformers/all-MiniLM-L6-v2",

@@ -40,7 +40,6 @@ def main() -> int:
     env = {
         **os.environ,
         "RAGBOT_INDEX_DIR": str(work / "index"),
-        "RAGBOT_CORPUS_DIR": str(ROOT / "corpus"),
         "HF_HUB_OFFLINE": "1",
     }
     full = ROOT / ".venv" / "bin"

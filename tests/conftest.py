@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ragbot.config import Settings
+from ragbot.config import shipped_corpus_dir as default_corpus_dir
 from ragbot.embeddings import Embedder, HashingEmbedder
 
 REAL_MODEL_FIXTURES = frozenset(
@@ -40,9 +41,9 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shipped_corpus_dir(repo_root: Path) -> Path:
-    """The corpus folder that ships with the project."""
-    return repo_root / "corpus"
+def shipped_corpus_dir() -> Path:
+    """The corpus folder that ships inside the package (the default `corpus_dir`)."""
+    return default_corpus_dir()
 
 
 @pytest.fixture(scope="session")

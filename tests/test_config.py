@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+import ragbot
 from ragbot.config import Settings
+from ragbot.corpus import load_corpus
 
 
 def test_settings_are_documented(repo_root: Path) -> None:
@@ -65,3 +67,27 @@ def test_slack_is_on_only_with_both_secrets() -> None:
     assert not Settings(slack_bot_token="xoxb-1").slack_enabled
     assert not Settings(slack_signing_secret="s").slack_enabled
     assert Settings(slack_bot_token="xoxb-1", slack_signing_secret="s").slack_enabled
+
+
+def test_the_default_corpus_is_the_article_shipped_inside_the_package() -> None:
+    folder = Settings().corpus_dir
+    assert folder.is_relative_to(Path(ragbot.__file__).parent)
+    assert [doc.doc_id for doc in load_corpus(folder)] == [
+        "what-are-the-effects-of-ketamine-on-the-brain"
+    ]
+
+
+def test_the_default_index_is_index_in_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings().index_dir == tmp_path / "index"
+
+
+def test_settings_override_the_corpus_and_index_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAGBOT_CORPUS_DIR", str(tmp_path / "articles"))
+    monkeypatch.setenv("RAGBOT_INDEX_DIR", str(tmp_path / "built"))
+    settings = Settings()
+    assert (settings.corpus_dir, settings.index_dir) == (tmp_path / "articles", tmp_path / "built")

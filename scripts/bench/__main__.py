@@ -36,7 +36,9 @@ import serving
 import tables
 from prepare import QUESTION_FILES, ensure_index, question_set
 
-from ragbot.config import PROJECT_ROOT, Settings
+from ragbot.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: reports/ lies beside ragbot/
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -50,7 +52,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"also run c={'/'.join(map(str, grid.LEVELS))} per batching setting (restarts)",
     )
-    p.add_argument("--json", type=Path, default=PROJECT_ROOT / "reports" / "bench.json")
+    p.add_argument("--json", type=Path, default=ROOT / "reports" / "bench.json")
     args = p.parse_args(argv)
     try:
         args.levels = sorted({int(c) for c in args.levels.split(",") if c.strip()})
