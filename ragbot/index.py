@@ -101,7 +101,7 @@ class Index:
     @property
     def build_id(self) -> str:
         """The build's name, as in index/builds/<build_id>."""
-        return str(self.manifest["build_id"])
+        return self.manifest.build_id
 
     def summary(self) -> dict[str, Any]:
         """What /readyz and `ragbot inspect` show."""
