@@ -98,6 +98,19 @@ def compose(
             tuple(default_suggestions(index, suggestions)),
         )
     chosen = select_sentences(retrieval, index, policy, parts)
+    used = {s.section_id for s, _ in chosen}
+    follow_ups = [
+        index.sections[sid].heading
+        for sid, _ in retrieval.sections
+        if sid not in used and index.sections[sid].heading.endswith("?")
+    ]
+    return quote(chosen, index, follow_ups[:suggestions])
+
+
+def quote(
+    chosen: Sequence[tuple[Sentence, float]], index: Index, suggestions: Sequence[str] = ()
+) -> Answer:
+    """An answered reply quoting `chosen` (in document order) with numbered citations."""
     quoted: list[str] = []
     citations: list[Citation] = []
     for number, (sent, score) in enumerate(chosen, start=1):
@@ -115,17 +128,10 @@ def compose(
                 end=sent.end,
                 url=doc.url,
                 score=round(score, 6),
+                ref=sent.sentence_id,
             )
         )
-    used = {index.sentence_by_id[s.sentence_id].section_id for s, _ in chosen}
-    follow_ups = [
-        index.sections[sid].heading
-        for sid, _ in retrieval.sections
-        if sid not in used and index.sections[sid].heading.endswith("?")
-    ]
-    return Answer(
-        "answered", " ".join(quoted), tuple(citations), DISCLAIMER, tuple(follow_ups[:suggestions])
-    )
+    return Answer("answered", " ".join(quoted), tuple(citations), DISCLAIMER, tuple(suggestions))
 
 
 def default_suggestions(index: Index, n: int) -> list[str]:

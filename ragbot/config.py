@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     candidates: int = Field(
         30, ge=5, le=500, description="Hits taken from each retriever before fusion."
     )
+    history_turns: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Earlier turns of a conversation read with a follow-up (0: every message alone).",
+    )
     suggestions: int = Field(
         3, ge=0, le=10, description="Follow-up questions offered with a reply."
     )

@@ -34,6 +34,10 @@ REFUSAL_MESSAGE = (
     "alcohol, or starting, stopping or switching a medication. Please ask a licensed clinician who "
     "knows your health history. I can share what the article says about ketamine and the brain."
 )
+NOTHING_MORE_MESSAGE = (
+    "That is everything the article says on this. "
+    "You could try one of the article's own questions below."
+)
 NO_ANSWER_MESSAGE = (
     "The article does not answer that question, so I can't quote an answer. "
     "You could try one of the article's own questions below."

@@ -94,6 +94,7 @@ class Citation:
     end: int
     url: str | None
     score: float
+    ref: str = ""  # the sentence id: what a client sends back in a conversation's history
 
 
 @dataclass(frozen=True)
@@ -108,3 +109,5 @@ class Answer:
     # The crisis resources (a fixed, reviewed message), shown before anything else: on every
     # crisis reply, and on any reply to a question that shows distress below the crisis threshold.
     resources: str | None = None
+    # Whether "tell me more" would find further sentences in the section this reply quoted.
+    more: bool = False

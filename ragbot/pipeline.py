@@ -5,24 +5,34 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from ragbot.answer import AnswerPolicy, compose, default_suggestions, split_question
+from ragbot.answer import AnswerPolicy, compose, default_suggestions, quote, split_question
 from ragbot.batching import BatchingEmbedder
 from ragbot.config import Settings
+from ragbot.conversation import (
+    CONTEXT_WEIGHT,
+    Kind,
+    Turn,
+    blend,
+    classify,
+    last_section,
+    shown_sentences,
+)
 from ragbot.embeddings import Embedder, SentenceTransformerEmbedder, Vectors
 from ragbot.errors import IndexCorrupt, InvalidQuestion
 from ragbot.guardrails import (
     CRISIS_MESSAGE,
     DISCLAIMER,
+    NOTHING_MORE_MESSAGE,
     REFUSAL_MESSAGE,
     ScreenPolicy,
     screen,
 )
 from ragbot.index import Index, build_index, check_model, load_index, load_manifest
 from ragbot.models import Answer
-from ragbot.query import clauses, expand
+from ragbot.query import clauses, expand, words
 from ragbot.retrieval import Retrieval, RetrievalPolicy, Retriever
 from ragbot.router import Route, Router
 
@@ -57,6 +67,8 @@ def validate_question(question: object, max_chars: int) -> str:
     return text
 
 
+MORE_SENTENCES = 2  # "tell me more": the next two sentences of the section, as a reader would
+
 STAGES = ("analyse", "embed", "route", "retrieve", "compose")
 
 
@@ -87,6 +99,7 @@ class Trace:
     route: Route
     reason: str  # what screened it: a pattern, or the router
     retrieval: Retrieval | None  # None when the question was screened out
+    turn: Kind = "new"  # how the message stood to the conversation before it
 
 
 @dataclass
@@ -161,32 +174,62 @@ class Pipeline:
         """Stop the encoder thread (a newer build took over); calls still in flight finish."""
         self.encoder.close()
 
-    def ask(self, question: str) -> Answer:
+    def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         """Screen, retrieve and compose: the reply every surface shows."""
-        return self.ask_traced(question).answer
+        return self.ask_traced(question, history).answer
 
-    def ask_traced(self, question: str) -> Trace:
-        """ask(), with the route and retrieval behind the reply (for evaluation and debugging)."""
+    def ask_traced(self, question: str, history: Sequence[Turn] = ()) -> Trace:
+        """ask(), with the route and retrieval behind the reply (for evaluation and debugging).
+        `history`: the conversation's earlier turns, oldest first; the last few are used."""
         clock = StageClock(self.on_stage)
         text = validate_question(question, self.settings.max_question_chars)
+        turns = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
+        kind = classify(text, turns)
         query = expand(text)  # street names spelt out: what the model and keyword index know
-        parts = split_question(query)
+        parts = split_question(query) if kind == "new" else []
         said = clauses(text)
+        # A follow-up is read with the question it follows: "why?" alone is about nothing.
+        context = expand(f"{turns[-1].question} {text}") if kind == "followup" else None
+        earlier = [expand(t.question) for t in turns]
         clock.lap("analyse")
-        # One model call: the question, its parts, and its clauses.
-        vectors = self.embed_queries([query, *parts, *(expand(c) for c in said)])
+        # One model call: the question, its parts, its clauses, the context, the earlier turns.
+        texts = [query, *parts, *(expand(c) for c in said)]
+        texts += ([context] if context else []) + earlier
+        vectors = self.embed_queries(texts)
         vector = vectors[0]
+        n_said = 1 + len(parts) + len(said)
+        context_vector = vectors[n_said] if context else None
+        earlier_vectors = vectors[n_said + (1 if context else 0) :]
         clock.lap("embed")
-        route = self.router.route(text, vector, said, vectors[1 + len(parts) :])
+        # Each message is screened on its own: history never makes advice acceptable.
+        route = self.router.route(text, vector, said, vectors[1 + len(parts) : n_said])
         screening = screen(text, route, self.screen_policy)
+        in_crisis_before = any(
+            self._was_crisis(t.question, v) for t, v in zip(turns, earlier_vectors, strict=True)
+        )
         clock.lap("route")
         retrieval: Retrieval | None = None
+        shown = shown_sentences(self.index, turns)
         if screening.verdict == "crisis":
             answer = Answer("crisis", CRISIS_MESSAGE, (), DISCLAIMER, (), CRISIS_MESSAGE)
         elif screening.verdict == "refused":
             answer = Answer("refused", REFUSAL_MESSAGE, (), DISCLAIMER, self._suggestions())
+        elif kind == "more":
+            before = earlier_vectors[-1]
+            retrieval = self.retriever.retrieve(earlier[-1], before)
+            clock.lap("retrieve")
+            answer = self._more(retrieval, shown, last_section(self.index, turns))
         else:
             retrieval = self.retriever.retrieve(query, vector)
+            article = route.p("article")
+            if context is not None and context_vector is not None:
+                around = self.retriever.retrieve(context, context_vector)
+                retrieval = blend(retrieval, around, CONTEXT_WEIGHT)
+                if self.retriever.vocabulary.knows_all(words(text)):
+                    # "why?", "and after that?" are about nothing alone: whether they are about
+                    # the article is read with the question they follow. A follow-up that brings
+                    # a subject the article never names ("what about migraines?") is judged alone.
+                    article = max(article, self.router.route(context, context_vector).p("article"))
             part_retrievals = [
                 self.retriever.retrieve(p, v)
                 for p, v in zip(parts, vectors[1 : 1 + len(parts)], strict=True)
@@ -198,10 +241,12 @@ class Pipeline:
                 self.policy,
                 self.settings.suggestions,
                 part_retrievals,
-                article=route.p("article"),
+                article=article,
             )
-        if route.distress and answer.resources is None:
-            # Distress below the crisis threshold: the resources come first, whatever else follows.
+        if answer.status == "answered":
+            answer = replace(answer, more=self._has_more(answer, shown))
+        if (route.distress or in_crisis_before) and answer.resources is None:
+            # Distress now or a crisis earlier in the conversation: the resources come first.
             answer = replace(answer, resources=CRISIS_MESSAGE)
         clock.lap("compose")
         event: dict[str, object] = {
@@ -211,11 +256,34 @@ class Pipeline:
             "resources": answer.resources is not None,
             "ms": round(clock.total() * 1000, 1),
             "screen": screening.verdict,
+            "turn": kind,
         }
         if self.settings.log_questions:  # off by default: health questions are personal
             event.update(question=text, screen_reason=screening.reason)
         log.info("ask", extra=event)
-        return Trace(answer, route, screening.reason, retrieval)
+        return Trace(answer, route, screening.reason, retrieval, kind)
+
+    def _was_crisis(self, question: str, vector: Vectors) -> bool:
+        """Whether an earlier message of the conversation was a crisis."""
+        route = self.router.route(question, vector, clauses(question))
+        return screen(question, route, self.screen_policy).verdict == "crisis"
+
+    def _more(self, retrieval: Retrieval, shown: set[str], section: str | None) -> Answer:
+        """The best sentences of the section shown last that were not shown yet."""
+        if section is None and retrieval.sentences:
+            section = retrieval.sentences[0].section_id
+        fresh = [h for h in retrieval.sentences if h.section_id == section and h.ref not in shown]
+        if not fresh:
+            return Answer("no_answer", NOTHING_MORE_MESSAGE, (), DISCLAIMER, self._suggestions())
+        chosen = [(self.index.sentence_by_id[h.ref], h.score) for h in fresh[:MORE_SENTENCES]]
+        chosen.sort(key=lambda pair: (pair[0].doc_id, pair[0].start))
+        return quote(chosen, self.index, self._suggestions())
+
+    def _has_more(self, answer: Answer, shown: set[str]) -> bool:
+        """Whether the section of the answer's first quote holds sentences not yet shown."""
+        seen = shown | {c.ref for c in answer.citations}
+        section = self.index.sentence_by_id[answer.citations[0].ref].section_id
+        return any(s.sentence_id not in seen for s in self.index.section_sentences[section])
 
     def embed_queries(self, texts: list[str]) -> Vectors:
         """One model call for several texts (a question, its parts and clauses), shared with

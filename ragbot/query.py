@@ -93,6 +93,10 @@ class Vocabulary:
         self.words = sorted({w for t in texts for w in words(t)})
         self._known = frozenset(self.words)
 
+    def knows_all(self, tokens: list[str]) -> bool:
+        """Whether every word is the corpus's own, after typo correction."""
+        return all(tok in self._known for tok in self.correct(tokens))
+
     def correct(self, tokens: list[str]) -> list[str]:
         """Replace words the corpus does not know by their closest corpus word, if close enough."""
         from rapidfuzz import fuzz, process

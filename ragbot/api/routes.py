@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from ragbot.api.overload import AskGate, RateLimit
 from ragbot.api.schemas import AskRequest, AskResponse, ErrorResponse, Health, Ready
+from ragbot.conversation import Turn
 from ragbot.errors import IndexError_, InvalidQuestion
 from ragbot.pipeline import Pipeline, validate_question
 
@@ -66,6 +67,7 @@ async def ask(body: AskRequest, request: Request, pipeline: PipelineDep) -> AskR
             f"question is {len(body.question)} characters; the limit is {max_chars}"
         )
     question = validate_question(body.question, max_chars)
+    history = [Turn(t.question, tuple(t.citations)) for t in body.history or ()]
     limit: RateLimit | None = request.app.state.rate_limit
     if limit is not None:
         # Behind the documented proxy, uvicorn takes the client from X-Forwarded-For.
@@ -73,7 +75,9 @@ async def ask(body: AskRequest, request: Request, pipeline: PipelineDep) -> AskR
     gate: AskGate = request.app.state.gate
     async with gate.slot():
         # The model is CPU-bound: a worker thread, so the event loop keeps serving /healthz.
-        answer = await anyio.to_thread.run_sync(pipeline.ask, question, limiter=gate.threads)
+        answer = await anyio.to_thread.run_sync(
+            pipeline.ask, question, history, limiter=gate.threads
+        )
     return AskResponse.from_answer(answer, request.state.request_id)
 
 

@@ -19,6 +19,25 @@ _VISIBLE = r"[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u
 QUESTION_PATTERN = f"^[{_SPACE}]*{_VISIBLE}(?:{_NOT_CONTROL}*{_VISIBLE})?[{_SPACE}]*$"
 
 
+MAX_HISTORY_ITEMS = 20  # turns a client may send; the pipeline reads the last RAGBOT_HISTORY_TURNS
+
+
+class HistoryTurn(BaseModel):
+    """An earlier turn of the conversation, as the client showed it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: StrictStr = Field(
+        max_length=Settings.model_fields["max_question_chars"].default,
+        description="The question asked then.",
+    )
+    citations: list[StrictStr] = Field(
+        default_factory=list,
+        max_length=10,
+        description="What its reply showed: each citation's `ref` or its `quote`.",
+    )
+
+
 class AskRequest(BaseModel):
     """A question about the article."""
 
@@ -39,6 +58,15 @@ class AskRequest(BaseModel):
             "pattern": QUESTION_PATTERN,
         },
     )
+    history: list[HistoryTurn] | None = Field(
+        None,
+        max_length=MAX_HISTORY_ITEMS,
+        description=(
+            'The conversation so far, oldest first (optional). A follow-up ("why?", "tell me '
+            'more") is read with the last few turns (RAGBOT_HISTORY_TURNS); a new question '
+            "ignores them. Replies still quote only the article."
+        ),
+    )
 
 
 class CitationOut(BaseModel):
@@ -53,6 +81,7 @@ class CitationOut(BaseModel):
     end: int
     url: str | None
     score: float
+    ref: str = Field(description="The quoted sentence's id: send it back in `history`.")
 
 
 class AskResponse(BaseModel):
@@ -70,6 +99,10 @@ class AskResponse(BaseModel):
             "distress. null otherwise."
         )
     )
+    more: bool = Field(
+        False,
+        description='Whether "tell me more" would quote further sentences of the same section.',
+    )
     request_id: str
 
     @classmethod
@@ -82,6 +115,7 @@ class AskResponse(BaseModel):
             disclaimer=answer.disclaimer,
             suggestions=list(answer.suggestions),
             resources=answer.resources,
+            more=answer.more,
             request_id=request_id,
         )
 

@@ -135,6 +135,32 @@ def http_answer_fn(url: str, client: httpx.Client) -> AnswerFn:
     return ask
 
 
+def _dialogues(pipeline: Pipeline) -> dict[str, dict[str, object]]:
+    """Every dialogue set replayed with history and, as the baseline, without."""
+    from ragbot.evaluation.dialogues import HOLDOUTS, TUNE, dialogue_path, load_dialogues, replay
+    from ragbot.evaluation.dialogues import summarize as summarize_dialogues
+
+    out: dict[str, dict[str, object]] = {}
+    for name in (TUNE, *HOLDOUTS):
+        dialogues = load_dialogues(dialogue_path(name))
+        for with_history in (True, False):
+            label = f"{name.removesuffix('.jsonl')} ({'history' if with_history else 'no history'})"
+            results = replay(dialogues, pipeline.ask, with_history=with_history)
+            out[label] = summarize_dialogues(results)
+    return out
+
+
+def render_dialogues(figures: dict[str, dict[str, object]]) -> str:
+    """The dialogue figures as a text table, one column per set and mode."""
+    from ragbot.evaluation.render import text_table
+
+    keys = list(next(iter(figures.values())))
+    rows = [[k, *(str(f.get(k)) for f in figures.values())] for k in keys]
+    return "dialogues (follow-ups; 'no history' is the baseline):\n" + text_table(
+        ["metric", *figures], rows
+    )
+
+
 def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     """Run the evaluation as `ragbot eval` asks; 1 when the gate fails, else 0."""
     started = time.perf_counter()
@@ -183,10 +209,14 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         runs += _baselines(pipeline, chosen, texts, splits)
 
     report = Report(runs, args.split, meta=_meta(mode, path, chosen, pipeline, started))
+    if args.url is None and pipeline is not None:
+        report.meta["dialogues"] = _dialogues(pipeline)
     if thresholds is not None:
         report.gate = check(report.overall(), thresholds)
     report.meta["seconds"] = round(time.perf_counter() - started, 1)
     print(render_text(report, max_failures=TERMINAL_FAILURES))
+    if "dialogues" in report.meta:
+        print("\n" + render_dialogues(report.meta["dialogues"]))
     written = write_outputs(report, Path(args.out))
     print("\nwrote " + ", ".join(str(p) for p in written))
     if report.gate is not None and not all(c.passed for c in report.gate):

@@ -33,6 +33,8 @@
   var DEFAULT_COLOR = "#0f766e";
   var DEFAULT_TIMEOUT_MS = 20000;
   var MAX_STORED_MESSAGES = 60;
+  var HISTORY_TURNS = 3; // the API reads the last RAGBOT_HISTORY_TURNS (3) turns of a follow-up
+  var MORE_QUESTION = "Tell me more";
   var STATUSES = ["answered", "no_answer", "refused", "crisis"];
   var SVG_NS = "http://www.w3.org/2000/svg";
   var ICONS = {
@@ -397,13 +399,31 @@
       citations: citations.filter(function (c) { return c && typeof c === "object"; }).map(function (c) {
         return {
           id: Number(c.id), title: str(c.title), section: str(c.section), quote: str(c.quote), url: safeUrl(c.url),
+          ref: str(c.ref),
         };
       }),
       suggestions: (Array.isArray(body.suggestions) ? body.suggestions : [])
         .filter(function (s) { return typeof s === "string" && s.trim(); }).slice(0, 6),
       // Absent from replies stored before the field existed: those render as they always did.
       resources: typeof body.resources === "string" && body.resources.trim() ? body.resources : null,
+      more: body.more === true, // the section holds more: offer "Tell me more"
     };
+  }
+
+  // The last turns of this conversation, oldest first, as the API's `history`: each question
+  // and what its reply quoted, so that "why?" or "tell me more" is read in context.
+  function history() {
+    var turns = [];
+    for (var i = 0; i + 1 < state.messages.length; i++) {
+      var asked = state.messages[i], replied = state.messages[i + 1];
+      if (asked.role !== "user" || replied.role !== "bot") continue;
+      turns.push({
+        question: String(asked.text).slice(0, 1000),
+        citations: replied.reply.citations.map(function (c) { return c.ref || c.quote; })
+          .filter(function (c) { return c; }).slice(0, 10),
+      });
+    }
+    return turns.slice(-HISTORY_TURNS);
   }
 
   function hasResources(reply) {
@@ -433,7 +453,8 @@
     }
     if (reply.disclaimer) bubble.append(el("p", { class: "disclaimer", text: reply.disclaimer }));
     log.append(item);
-    if (reply.suggestions.length) log.append(chips(reply.suggestions, "You could also ask:"));
+    var next = (reply.status === "answered" && reply.more ? [MORE_QUESTION] : []).concat(reply.suggestions);
+    if (next.length) log.append(chips(next, "You could also ask:"));
     return item;
   }
 
@@ -662,7 +683,7 @@
     request("/v1/ask", {
       method: "POST",
       headers: { Accept: "application/json", "Content-Type": "application/json" },
-      body: JSON.stringify({ question: question }),
+      body: JSON.stringify({ question: question, history: history() }),
     }).then(function (body) {
       var reply = normalizeReply(body);
       if (!reply) throw new WidgetError("The service sent a reply the widget can't read. Try again.");
