@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         description="Least ranker probability of the best sentence before quoting; below it, no_answer.",
     )
     min_article_probability: float = Field(
-        0.5,
+        0.45,
         ge=0.0,
         le=1.0,
         description="Least router probability that the question is about the article before quoting.",

@@ -133,3 +133,15 @@ def test_replicas_sharing_redis_share_each_clients_rate_limit(
         # The third question, to either replica, is over the shared limit.
         refused = first.post("/v1/ask", json=QUESTION)
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+
+
+@pytest.mark.model
+def test_a_rate_limit_whose_redis_is_down_lets_questions_through(
+    real_settings: Settings, real_pipeline: Pipeline
+) -> None:
+    from live_server import free_port
+
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    settings = real_settings.model_copy(update={"rate_limit": "1/minute", "redis_url": down})
+    with TestClient(create_app(settings, real_pipeline)) as client:
+        assert [client.post("/v1/ask", json=QUESTION).status_code for _ in range(2)] == [200, 200]

@@ -8,6 +8,7 @@ client's questions with the `limits` library, in memory or in Redis (shared by r
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +19,8 @@ import anyio
 
 from ragbot.config import Settings
 from ragbot.errors import Overloaded, RateLimited
+
+log = logging.getLogger("ragbot.api")
 
 RETRY_AFTER_S = 1  # a shed question is worth retrying soon: the queue drains in about a second
 
@@ -101,7 +104,17 @@ class RateLimit:
         return cls(settings.rate_limit, uri)
 
     async def check(self, client: str) -> None:
-        """Count one question for `client`; RateLimited, with Retry-After, over any window."""
+        """Count one question for `client`; RateLimited, with Retry-After, over any window.
+        When the counters cannot be reached (Redis down), the question goes through: an outage
+        of the limiter must not become an outage of the answers."""
+        try:
+            await self._check(client)
+        except RateLimited:
+            raise
+        except Exception as exc:  # redis-py's errors, and whatever the storage raises
+            log.warning("rate limit not checked", extra={"error": str(exc)})
+
+    async def _check(self, client: str) -> None:
         for item in self.items:
             if not await self._limiter.hit(item, "ask", client):
                 stats = await self._limiter.get_window_stats(item, "ask", client)
