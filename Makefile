@@ -5,7 +5,7 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test serve-only wheel-check install install-test chromium servers lint eval eval-baseline bench bench-index clean
+.PHONY: run test serve-only wheel-check install install-test chromium servers lint eval eval-baseline bench bench-resilience bench-index clean
 
 run: install  ## install and run the service (builds the index when missing or stale)
 	$(VENV)/bin/ragbot serve
@@ -52,6 +52,9 @@ eval: install  ## evaluate ragbot and the baselines, gate on the committed thres
 
 bench: install  ## HTTP latency, throughput, cold start and memory of the real server
 	$(PY) scripts/bench
+
+bench-resilience: install  ## overload, rate limit, slow clients and live reload of the real server, in one run
+	$(PY) scripts/bench/resilience.py
 
 bench-index: install  ## index build and search at 1,000 generated articles, flat vs HNSW
 	$(PY) scripts/bench_index.py --docs 1000

@@ -467,6 +467,8 @@ def test_the_manifest_declares_the_scopes_events_command_and_request_urls(repo_r
     manifest = yaml.safe_load((repo_root / "slack-app-manifest.yaml").read_text("utf-8"))
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
         "app_mentions:read",
+        "channels:history",
+        "groups:history",
         "chat:write",
         "im:history",
         "im:read",
@@ -474,7 +476,12 @@ def test_the_manifest_declares_the_scopes_events_command_and_request_urls(repo_r
         "commands",
     }
     events = manifest["settings"]["event_subscriptions"]
-    assert set(events["bot_events"]) == {"app_mention", "message.im"}
+    assert set(events["bot_events"]) == {
+        "app_mention",
+        "message.channels",
+        "message.groups",
+        "message.im",
+    }
     [command] = manifest["features"]["slash_commands"]
     assert command["command"] == Settings.model_fields["slack_command"].default
     assert events["request_url"].endswith("/slack/events") and command["url"].endswith(
@@ -933,3 +940,52 @@ def test_a_store_that_cannot_be_opened_does_not_stop_the_service_and_events_get_
     assert ask.status_code == 200  # the API does not need the store
     assert verification.status_code == 200
     assert in_channel(stub.calls, "chat.postMessage", channel) == []
+
+
+def thread_reply(channel: str, ts: str, thread: str, text: str) -> dict[str, Any]:
+    """A plain message in a channel thread (message.channels), without a mention."""
+    return {
+        "type": "message",
+        "channel_type": "channel",
+        "user": "U0HUMAN01",
+        "text": text,
+        "ts": ts,
+        "thread_ts": thread,
+        "channel": channel,
+        "event_ts": ts,
+    }
+
+
+@pytest.mark.model
+def test_a_reply_in_a_thread_the_bot_answered_is_a_follow_up_and_other_threads_are_left_alone(
+    service: str, stub: SlackStub, real_pipeline: Pipeline
+) -> None:
+    from ragbot.conversation import Turn
+
+    question = "How long do the effects of ketamine last?"
+    first = real_pipeline.ask(question)
+    more = real_pipeline.ask(
+        "tell me more", [Turn(question, tuple(c.ref for c in first.citations))]
+    )
+    assert more.status == "answered"
+
+    channel, root = unique("C0THREAD"), message_ts()
+    assert post_signed(service, event_body(mention(channel, root, question))).status_code == 200
+    replies(stub, channel)
+    settle(stub, channel, root)
+    follow_ts = message_ts()
+    body = event_body(thread_reply(channel, follow_ts, root, "tell me more"))
+    assert post_signed(service, body).status_code == 200
+    _, second = replies(stub, channel, count=2)
+    settle(stub, channel, follow_ts)
+    assert second.payload["thread_ts"] == root
+    shown = " ".join(texts_of(second.payload["blocks"]))
+    assert escape_mrkdwn(more.citations[0].quote) in shown
+    assert all(escape_mrkdwn(c.quote) not in shown for c in first.citations)
+
+    # A thread the bot never answered in: plain replies there are people talking to each other.
+    other = unique("C0NOBOT")
+    body = event_body(thread_reply(other, message_ts(), message_ts(), "tell me more"))
+    assert post_signed(service, body).status_code == 200
+    time.sleep(1.0)
+    assert in_channel(stub.calls, "chat.postMessage", other) == []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,7 +25,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from ragbot.config import Settings
+from ragbot.conversation import Turn
 from ragbot.errors import InvalidQuestion, StoreUnavailable
+from ragbot.models import Answer
 from ragbot.pipeline import Pipeline
 from ragbot.slack.blocks import Reply, answer_reply, notice_reply, question_from_slack, usage_reply
 from ragbot.store import Store
@@ -42,6 +44,9 @@ SLACK_THREADS = 4
 # Slack retries a delivery three times: at once, after 1 minute and after 5 minutes
 # (docs.slack.dev/apis/events-api: "Retries"). Ten minutes covers them all.
 DEDUPE_TTL_SECONDS = 600.0
+# A thread's turns, so that a reply in it is read as a follow-up: the last few, for a week.
+THREAD_TURNS = 10
+THREAD_TTL_SECONDS = 7 * 24 * 3600.0
 
 PipelineGetter = Callable[[], Pipeline | None]
 StoreGetter = Callable[[], Store | None]
@@ -109,7 +114,7 @@ def build_bolt_app(settings: Settings, get_pipeline: PipelineGetter, get_store: 
         listener_executor=ThreadPoolExecutor(SLACK_THREADS, thread_name_prefix="ragbot-slack"),
     )
     app.use(DedupeEvents(get_store))
-    answers = _Answers(settings, get_pipeline)
+    answers = _Answers(settings, get_pipeline, get_store)
 
     def first_time(channel: str, ts: str) -> bool:
         try:
@@ -132,18 +137,26 @@ def build_bolt_app(settings: Settings, get_pipeline: PipelineGetter, get_store: 
 
     @app.event("message")
     def on_message(event: dict[str, Any], client: WebClient, context: dict[str, Any]) -> None:
-        if event.get("channel_type") != "im":
-            return
         # Edits, deletions, joins, files, bot posts (ours included): not a question to answer.
         if event.get("subtype") or event.get("bot_id") or event.get("hidden"):
             return
-        if not event.get("user") or event.get("user") == context.get("bot_user_id"):
+        bot = context.get("bot_user_id")
+        if not event.get("user") or event.get("user") == bot:
             return
         channel, ts = event.get("channel"), event.get("ts")
         if not (isinstance(channel, str) and isinstance(ts, str)):
             return
-        if first_time(channel, ts):
-            answers.reply_in_channel(client, event, thread_ts=event.get("thread_ts"))
+        if event.get("channel_type") == "im":
+            if first_time(channel, ts):
+                answers.reply_in_channel(client, event, thread_ts=event.get("thread_ts"))
+            return
+        # In a channel, a plain reply in a thread the bot answered is a follow-up; a message
+        # that mentions the bot arrives as app_mention as well and is answered there.
+        thread = event.get("thread_ts")
+        if not isinstance(thread, str) or (bot and f"<@{bot}>" in str(event.get("text") or "")):
+            return
+        if answers.in_conversation(channel, thread) and first_time(channel, ts):
+            answers.reply_in_channel(client, event, thread_ts=thread)
 
     @app.event(re.compile(".*"))
     def on_other_event() -> None:
@@ -171,27 +184,58 @@ def build_bolt_app(settings: Settings, get_pipeline: PipelineGetter, get_store: 
 class _Answers:
     """Turns a question into a Reply and posts it; every failure still ends in a reply."""
 
-    def __init__(self, settings: Settings, get_pipeline: PipelineGetter) -> None:
+    def __init__(
+        self, settings: Settings, get_pipeline: PipelineGetter, get_store: StoreGetter
+    ) -> None:
         self.settings = settings
         self.get_pipeline = get_pipeline
+        self.get_store = get_store
 
-    def reply_for(self, question: str) -> Reply:
+    def in_conversation(self, channel: str, thread: str) -> bool:
+        """Whether the bot has answered in this thread (its turns are in the store)."""
+        return bool(self._turns(channel, thread))
+
+    def _turns(self, channel: str, thread: str | None) -> list[Turn]:
+        store = self.get_store()
+        if store is None or thread is None:
+            return []
+        try:
+            saved = store.get(_thread_key(channel, thread))
+        except StoreUnavailable:
+            return []  # answered as a new question: better than no answer
+        rows = saved.get("turns", []) if saved else []
+        return [Turn(str(r["question"]), tuple(r["shown"])) for r in rows]
+
+    def _remember(self, channel: str, thread: str, turns: list[Turn]) -> None:
+        store = self.get_store()
+        if store is None:
+            return
+        rows = [{"question": t.question, "shown": list(t.shown)} for t in turns[-THREAD_TURNS:]]
+        try:
+            store.put(_thread_key(channel, thread), {"turns": rows}, THREAD_TTL_SECONDS)
+        except StoreUnavailable as exc:
+            log.warning("slack thread not remembered", extra={"error": exc.message})
+
+    def reply_for(self, question: str, history: Sequence[Turn] = ()) -> Reply:
         """The reply to a question (runs on a listener thread: the model call blocks)."""
+        return self._answer(question, history)[0]
+
+    def _answer(self, question: str, history: Sequence[Turn] = ()) -> tuple[Reply, Answer | None]:
         if not question:
-            return usage_reply(self.settings.slack_command)
+            return usage_reply(self.settings.slack_command), None
         pipeline = self.get_pipeline()
         if pipeline is None:
-            return notice_reply(LOADING_MESSAGE)
+            return notice_reply(LOADING_MESSAGE), None
         try:
-            answer = pipeline.ask(question)
+            answer = pipeline.ask(question, history)
         except InvalidQuestion as exc:
-            return notice_reply(f"I can't take that question: {exc.message}.")
+            return notice_reply(f"I can't take that question: {exc.message}."), None
         except Exception:
             log.exception("slack answer failed")
-            return notice_reply(ERROR_MESSAGE)
+            return notice_reply(ERROR_MESSAGE), None
         if self.settings.log_questions:
             log.info("slack ask", extra={"question": question, "status": answer.status})
-        return answer_reply(answer)
+        return answer_reply(answer), answer
 
     def reply_in_channel(
         self, client: WebClient, event: dict[str, Any], *, thread_ts: str | None
@@ -199,7 +243,14 @@ class _Answers:
         """Mark the message as being worked on, answer it, post the reply, clear the mark."""
         channel, ts = event["channel"], event["ts"]
         reacted = _call(client.reactions_add, channel=channel, timestamp=ts, name=WORKING_REACTION)
-        reply = self.reply_for(question_from_slack(str(event.get("text") or "")))
+        question = question_from_slack(str(event.get("text") or ""))
+        # A thread is one conversation (a DM without threads: the DM itself), kept in the store.
+        conversation = thread_ts or (channel if event.get("channel_type") == "im" else None)
+        history = self._turns(channel, conversation)
+        reply, answer = self._answer(question, history)
+        if conversation is not None and answer is not None:
+            shown = tuple(c.ref for c in answer.citations)
+            self._remember(channel, conversation, [*history, Turn(question, shown)])
         extra = {"thread_ts": thread_ts} if thread_ts else {}
         _call(
             client.chat_postMessage,
@@ -211,6 +262,10 @@ class _Answers:
         )
         if reacted:
             _call(client.reactions_remove, channel=channel, timestamp=ts, name=WORKING_REACTION)
+
+
+def _thread_key(channel: str, thread: str) -> str:
+    return f"slack:thread:{channel}:{thread}"
 
 
 def _call(method: Callable[..., Any], **kwargs: Any) -> bool:
