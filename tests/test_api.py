@@ -117,7 +117,9 @@ def test_answer_quotes_are_verbatim_slices_of_the_document(
             "end",
             "url",
             "score",
+            "ref",
         }
+        assert citation["ref"] in {s.sentence_id for s in real_pipeline.index.sentences}
 
 
 def test_no_answer_shows_no_sources_and_offers_the_articles_questions(client: TestClient) -> None:
