@@ -5,12 +5,12 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test serve-only wheel-check install install-test chromium servers lint eval eval-baseline bench bench-resilience bench-index clean
+.PHONY: run test serve-only wheel-check install install-test chromium servers axe lint eval eval-baseline bench bench-resilience bench-index clean
 
 run: install  ## install and run the service (builds the index when missing or stale)
 	$(VENV)/bin/ragbot serve
 
-test: install-test chromium servers  ## install and run every test (unit, real model, API, Slack, browser)
+test: install-test chromium servers axe  ## install and run every test (unit, real model, API, Slack, browser)
 	$(VENV)/bin/pytest
 	$(MAKE) serve-only
 	$(MAKE) wheel-check
@@ -38,6 +38,12 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 chromium:  ## Debian's Chromium for the widget's browser tests (Playwright's own download fails here)
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+axe: tests/browser/axe/node_modules/axe-core/axe.min.js  ## axe-core from npm, for the widget's accessibility audit
+
+tests/browser/axe/node_modules/axe-core/axe.min.js: tests/browser/axe/package.json
+	npm install --prefix tests/browser/axe --no-audit --no-fund --silent
+	touch $@
 
 servers:  ## Debian's redis-server and nginx: the shared store's and the deployment's tests start them on loopback
 	@command -v redis-server >/dev/null && test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx >/dev/null; }

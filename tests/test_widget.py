@@ -805,3 +805,45 @@ def test_resources_are_shown_as_text_and_stored_replies_without_resources_still_
     expect(page.locator(".resources")).to_have_count(0)
     page.wait_for_timeout(200)  # give any injected handler its chance
     assert page.evaluate("window.__pwned") is None
+
+
+AXE = (
+    Path(__file__).resolve().parent / "browser" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+)
+
+
+def axe_violations(page: Page) -> list[str]:
+    """axe-core's violations on the page, the widget's (open) shadow root included."""
+    if not AXE.is_file():
+        pytest.fail(f"{AXE} is missing: `make axe` installs axe-core from npm")
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in result["violations"]
+    ]
+
+
+@pytest.mark.browser
+@pytest.mark.model
+def test_axe_finds_no_violations_closed_open_after_an_answer_and_a_follow_up(
+    browser: Browser, service: Service
+) -> None:
+    from playwright.sync_api import expect
+
+    # The demo page's CSP forbids injected scripts: the audit's own context sets it aside.
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
+    page = context.new_page()
+    page.goto(service.url + "/")
+    expect(page.get_by_role("button", name="Open chat: Ask about ketamine")).to_be_visible()
+    assert axe_violations(page) == []
+    open_widget(page)
+    ask(page, QUESTION)
+    expect(page.locator("li.answered")).to_have_count(1)
+    more = page.get_by_role("button", name="Ask: Tell me more")
+    expect(more).to_be_visible()  # the section holds more than the first answer quoted
+    more.click()
+    expect(page.locator("li.answered")).to_have_count(2)
+    violations = axe_violations(page)
+    context.close()
+    assert violations == []

@@ -224,7 +224,8 @@
     ".action.secondary { background: #ffffff; color: #991b1b; border: 2px solid #b91c1c; }",
     ".crisis :focus-visible, .resources :focus-visible { outline-color: #450a0a; }",
 
-    ".chips { display: flex; flex-wrap: wrap; gap: 8px; margin: 10px 0 0; }",
+    ".chips { margin: 10px 0 0; }",
+    ".chip-group { display: flex; flex-wrap: wrap; gap: 8px; }",
     ".chips-label { width: 100%; margin: 0; font-size: 13px; color: #4b5563; }",
     ".chip { min-height: 36px; padding: 7px 12px; border: 1px solid var(--rb-ink); border-radius: 18px;",
     "  background: #ffffff; color: var(--rb-ink); font-size: 13.5px; line-height: 1.3; text-align: left; }",
@@ -519,14 +520,17 @@
   }
 
   function chips(questions, label) {
-    return el("li", { class: "msg chips", role: "group", "aria-label": "Suggested questions" }, [
+    // The group is inside the list item: a list item may not take another role (axe: list).
+    return el("li", { class: "msg chips" }, el("div", {
+      class: "chip-group", role: "group", "aria-label": "Suggested questions",
+    }, [
       el("p", { class: "chips-label", text: label }),
     ].concat(questions.map(function (q) {
       return el("button", {
         class: "chip", type: "button", "aria-label": "Ask: " + q, text: q,
         onclick: function () { ask(q); },
       });
-    })));
+    }))));
   }
 
   function removeChips() {
@@ -711,7 +715,7 @@
     var retry = el("button", {
       class: "retry", type: "button", "aria-label": "Retry sending your question", text: "Retry",
     });
-    var item = el("li", { class: "msg bot error", role: "alert" }, el("div", { class: "bubble" }, [
+    var item = el("li", { class: "msg bot error" }, el("div", { class: "bubble", role: "alert" }, [
       el("p", { class: "text", text: error.message }),
       error.reference ? el("p", { class: "ref", text: "Reference: " + error.reference }) : null,
       retry,
