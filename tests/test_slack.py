@@ -427,7 +427,7 @@ class FailingPipeline:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def ask(self, question: str) -> Answer:
+    def ask(self, question: str, history: Any = ()) -> Answer:
         raise self.error
 
 
