@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
                 tasks.cancel_scope.cancel()
         finally:
             _close_store(app)
+            if app.state.rate_limit is not None:
+                await app.state.rate_limit.aclose()
 
     app = FastAPI(
         title="ragbot",

@@ -103,6 +103,16 @@ class RateLimit:
         uri = f"async+{settings.redis_url}" if settings.redis_url else "async+memory://"
         return cls(settings.rate_limit, uri)
 
+    async def aclose(self) -> None:
+        """Close the Redis connections of the counters, if any (at shutdown)."""
+        bridge = getattr(self.storage, "bridge", None)
+        client = getattr(bridge, "storage", None)
+        if client is not None and hasattr(client, "aclose"):
+            try:
+                await client.aclose()
+            except Exception as exc:  # shutting down: a failed close is only worth a line
+                log.warning("rate limit store not closed", extra={"error": str(exc)})
+
     async def check(self, client: str) -> None:
         """Count one question for `client`; RateLimited, with Retry-After, over any window.
         When the counters cannot be reached (Redis down), the question goes through: an outage
