@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,9 +198,17 @@ def pages() -> Iterator[PageServer]:
 
 
 @pytest.fixture(scope="module")
-def service(browser: Browser, real_pipeline: Pipeline, pages: PageServer) -> Iterator[Service]:
-    """The real service; its CORS settings allow the pages' origin only."""
-    settings = real_pipeline.settings.model_copy(update={"cors_origins": [pages.origin]})
+def service(
+    browser: Browser,
+    real_pipeline: Pipeline,
+    pages: PageServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Service]:
+    """The real service; its CORS settings allow the pages' origin only; records in a tmp file."""
+    records = tmp_path_factory.mktemp("records") / "records.sqlite3"
+    settings = real_pipeline.settings.model_copy(
+        update={"cors_origins": [pages.origin], "database_url": f"sqlite:///{records}"}
+    )
     server = Service(create_app(settings, real_pipeline)).start()
     pages.pages["/plain.html"] = host_page(server.url)
     pages.pages["/hostile.html"] = host_page(server.url, css=HOSTILE_CSS)
@@ -493,6 +502,41 @@ def test_the_whole_flow_works_by_keyboard_and_the_answer_is_announced(
                  .filter(el => !el.getAttribute('aria-label')).map(el => el.outerHTML)"""
     )
     assert controls == []
+
+
+@pytest.mark.browser
+@pytest.mark.model
+def test_an_answer_rated_not_helpful_by_keyboard_is_stored_against_its_request_id(
+    page: Page, service: Service
+) -> None:
+    from playwright.sync_api import expect
+
+    from ragbot.records import Records
+
+    page.goto(service.url + "/")
+    open_widget(page)
+    with page.expect_response("**/v1/ask") as asked:
+        ask(page, QUESTION)
+    request_id = asked.value.json()["request_id"]
+    records = Records.open(service.app.state.settings)
+    # The record is written just after the reply is sent; a person reads before rating.
+    deadline = time.monotonic() + 10
+    while records.reply(request_id) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    helpful = page.get_by_role("button", name="Helpful", exact=True)
+    not_helpful = page.get_by_role("button", name="Not helpful", exact=True)
+    expect(not_helpful).to_have_attribute("aria-pressed", "false")
+    not_helpful.focus()
+    page.keyboard.press("Enter")
+    expect(not_helpful).to_have_attribute("aria-pressed", "true")
+    expect(helpful).to_have_attribute("aria-pressed", "false")
+    expect(page.get_by_text("Thanks for your feedback.")).to_be_visible()
+    try:
+        rating, reply = records.feedback(request_id), records.reply(request_id)
+    finally:
+        records.close()
+    assert rating is not None and rating.rating == "down"
+    assert reply is not None and reply.channel == "widget" and reply.question is None
 
 
 @pytest.mark.browser
