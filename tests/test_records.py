@@ -7,6 +7,7 @@ tests/postgres_server.py starts on loopback (Debian's postgresql, `make servers`
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,17 @@ def test_the_default_store_is_a_sqlite_file_in_the_index_folder(tmp_path: Path) 
     store = Records.open(Settings(index_dir=tmp_path / "index"))
     store.close()
     assert (tmp_path / "index" / "records.sqlite3").is_file()
+
+
+def test_workers_opening_the_store_together_all_get_it(store_settings: Settings) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        stores = list(pool.map(lambda _: Records.open(store_settings), range(4)))
+    stores[0].add_reply(record(request_id="shared"))
+    try:
+        assert all(s.reply("shared") is not None for s in stores)
+    finally:
+        for store in stores:
+            store.close()
 
 
 def test_a_reply_rated_down_is_found_by_its_request_id(records: Records) -> None:

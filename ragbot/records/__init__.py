@@ -150,9 +150,13 @@ class Records:
                 sa.event.listen(engine, "connect", _sqlite_wal)
             else:
                 engine = sa.create_engine(url, pool_pre_ping=True)
-            metadata.create_all(engine)
+        except ImportError as exc:  # the driver: psycopg comes with the [postgres] extra
+            raise StoreUnavailable(
+                f"records store driver missing ({exc.name}): pip install 'ragbot[postgres]'"
+            ) from exc
         except (sa.exc.SQLAlchemyError, OSError, ValueError) as exc:
             raise StoreUnavailable(f"records store cannot be opened: {_brief(exc)}") from exc
+        _create_tables(engine)
         records = cls(engine, settings.question_retention_days)
         records.purge()
         return records
@@ -258,6 +262,19 @@ class Records:
                 return conn.execute(statement).first()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"records store: {_brief(exc)}") from exc
+
+
+def _create_tables(engine: sa.Engine) -> None:
+    # Workers starting together may race to create the tables: the loser tries once more.
+    for attempt in (1, 2):
+        try:
+            metadata.create_all(engine)
+            return
+        except sa.exc.SQLAlchemyError as exc:
+            if attempt == 2:
+                engine.dispose()
+                raise StoreUnavailable(f"records store cannot be opened: {_brief(exc)}") from exc
+            time.sleep(0.2)
 
 
 def _sqlite_wal(connection: Any, _record: Any) -> None:
