@@ -530,12 +530,21 @@ def test_an_answer_rated_not_helpful_by_keyboard_is_stored_against_its_request_i
     page.keyboard.press("Enter")
     expect(not_helpful).to_have_attribute("aria-pressed", "true")
     expect(helpful).to_have_attribute("aria-pressed", "false")
-    expect(page.get_by_text("Thanks for your feedback.")).to_be_visible()
+    thanks = page.locator(".rate .thanks")
+    expect(thanks).to_have_text("Thanks for your feedback.")
+    # The optional comment: typed and sent by keyboard, stored redacted.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("textbox", name="Tell us more (optional)")).to_be_focused()
+    page.keyboard.type("Too vague. Call me on 555 123 4567")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(thanks).to_have_text("Thanks, your comment was sent.")
     try:
         rating, reply = records.feedback(request_id), records.reply(request_id)
     finally:
         records.close()
     assert rating is not None and rating.rating == "down"
+    assert rating.comment == "Too vague. Call me on [phone]"
     assert reply is not None and reply.channel == "widget" and reply.question is None
 
 
@@ -870,7 +879,7 @@ def axe_violations(page: Page) -> list[str]:
 
 @pytest.mark.browser
 @pytest.mark.model
-def test_axe_finds_no_violations_closed_open_after_an_answer_and_a_follow_up(
+def test_axe_finds_no_violations_closed_open_after_an_answer_a_follow_up_and_a_rating(
     browser: Browser, service: Service
 ) -> None:
     from playwright.sync_api import expect
@@ -888,6 +897,9 @@ def test_axe_finds_no_violations_closed_open_after_an_answer_and_a_follow_up(
     expect(more).to_be_visible()  # the section holds more than the first answer quoted
     more.click()
     expect(page.locator("li.answered")).to_have_count(2)
+    # A rated answer: a pressed button and the optional comment box.
+    page.get_by_role("button", name="Helpful", exact=True).first.click()
+    expect(page.get_by_role("textbox", name="Tell us more (optional)")).to_be_visible()
     violations = axe_violations(page)
     context.close()
     assert violations == []

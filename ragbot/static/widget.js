@@ -237,6 +237,9 @@
     ".rate-btn:hover { background: var(--rb-tint); }",
     ".rate-btn[aria-pressed='true'] { background: var(--rb-ink); color: #ffffff; }",
     ".thanks { margin: 0; font-size: 12.5px; color: #374151; }",
+    ".comment { display: flex; gap: 8px; width: 100%; margin: 4px 0 0; }",
+    ".comment textarea { flex: 1; min-height: 36px; padding: 6px 8px; border: 1px solid #6b7280; border-radius: 8px;",
+    "  font: inherit; font-size: 13px; color: #111827; background: #ffffff; resize: vertical; }",
 
     ".typing { display: inline-flex; align-items: center; gap: 10px; color: #374151; }",
     ".dots { display: inline-flex; gap: 4px; }",
@@ -483,16 +486,22 @@
         onclick: function () { rate(reply, choice[0], buttons, thanks); },
       }, choice[1]);
     });
-    return el("div", { class: "rate", role: "group", "aria-label": "Was this answer helpful?" }, buttons.concat(thanks));
+    var group = el("div", { class: "rate", role: "group", "aria-label": "Was this answer helpful?" }, buttons.concat(thanks));
+    return group;
+  }
+
+  function sendFeedback(reply, rating, comment) {
+    return request("/v1/feedback", {
+      method: "POST",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify(comment ? { request_id: reply.request_id, rating: rating, comment: comment }
+        : { request_id: reply.request_id, rating: rating }),
+    });
   }
 
   function rate(reply, rating, buttons, thanks) {
     if (reply.rating === rating) return;
-    request("/v1/feedback", {
-      method: "POST",
-      headers: { Accept: "application/json", "Content-Type": "application/json" },
-      body: JSON.stringify({ request_id: reply.request_id, rating: rating }),
-    }).then(function () {
+    sendFeedback(reply, rating).then(function () {
       reply.rating = rating;
       save();
       buttons.forEach(function (b) {
@@ -500,9 +509,30 @@
       });
       thanks.textContent = "Thanks for your feedback.";
       announce("Thanks for your feedback.");
+      var group = thanks.parentNode;
+      if (group && !group.querySelector(".comment")) group.append(commentForm(reply, thanks));
     }, function () {
       thanks.textContent = "Your feedback wasn't sent. Try again later.";
     });
+  }
+
+  // An optional short comment once a rating is in; it is sent with the rating and replaces it.
+  function commentForm(reply, thanks) {
+    var box = el("textarea", { rows: "1", maxlength: "500", "aria-label": "Tell us more (optional)",
+      placeholder: "Tell us more (optional)" });
+    var form = el("form", { class: "comment", onsubmit: function (event) {
+      event.preventDefault();
+      var comment = box.value.trim();
+      if (!comment || !reply.rating) return;
+      sendFeedback(reply, reply.rating, comment).then(function () {
+        form.remove();
+        thanks.textContent = "Thanks, your comment was sent.";
+        announce("Thanks, your comment was sent.");
+      }, function () {
+        thanks.textContent = "Your comment wasn't sent. Try again later.";
+      });
+    } }, [box, el("button", { type: "submit", class: "rate-btn", "aria-label": "Send comment" }, "Send")]);
+    return form;
   }
 
   function crisisHelp(text) {
