@@ -175,6 +175,18 @@ def test_question_text_past_retention_is_deleted_and_the_record_stays(records: R
     assert kept is not None and kept.question == QUESTION
 
 
+def test_a_write_after_the_purge_interval_purges_expired_text(
+    records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records.add_reply(record(request_id="old", keep_questions=True, at=now_utc() - timedelta(31)))
+    still = records.reply("old")
+    assert still is not None and still.question == QUESTION  # purged on open, at most hourly after
+    monkeypatch.setattr("ragbot.records.PURGE_EVERY_S", 0.0)
+    records.add_reply(record(request_id="new"))
+    gone = records.reply("old")
+    assert gone is not None and gone.question is None
+
+
 def test_retention_is_applied_when_the_store_opens(store_settings: Settings) -> None:
     store = Records.open(store_settings)
     store.add_reply(
