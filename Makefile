@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[build,test]'
+	$(PIP) install -e '.[build,test,postgres]'
 	touch $@
 
 chromium:  ## Debian's Chromium for the widget's browser tests (Playwright's own download fails here)
@@ -45,8 +45,8 @@ tests/browser/axe/node_modules/axe-core/axe.min.js: tests/browser/axe/package.js
 	npm install --prefix tests/browser/axe --no-audit --no-fund --silent
 	touch $@
 
-servers:  ## Debian's redis-server and nginx: the shared store's and the deployment's tests start them on loopback
-	@command -v redis-server >/dev/null && test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx >/dev/null; }
+servers:  ## Debian's redis-server, nginx and postgresql: the stores' and the deployment's tests start them on loopback
+	@command -v redis-server >/dev/null && test -x /usr/sbin/nginx && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx postgresql >/dev/null; }
 
 lint: install-test
 	$(VENV)/bin/ruff check ragbot tests scripts

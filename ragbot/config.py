@@ -194,6 +194,20 @@ class Settings(BaseSettings):
         "limits); unset: the SQLite file and in-process limits.",
     )
 
+    # Records of replies and feedback
+    database_url: str | None = Field(
+        None,
+        description="Database of reply records and ratings (postgresql+psycopg://user:pass@host/db); "
+        "unset: the SQLite file records.sqlite3 in index_dir.",
+    )
+    keep_questions: bool = Field(
+        False,
+        description="Keep the question text in reply records, redacted (never for a crisis message).",
+    )
+    question_retention_days: int = Field(
+        30, ge=1, le=3650, description="Days kept question text is held before it is deleted."
+    )
+
     # Slack
     slack_bot_token: str | None = Field(
         None, description="Slack bot token (xoxb-...); unset: Slack off."

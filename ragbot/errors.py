@@ -8,6 +8,7 @@ RagbotError (500)
 │   └── PayloadTooLarge (413)
 ├── InvalidSignature (401)    a Slack request whose signature does not verify
 ├── NotFound (404)
+│   └── UnknownRequest (404)   feedback for a request id with no reply record
 ├── MethodNotAllowed (405)
 ├── HttpError (any)            another HTTP status from the framework, kept as it is
 ├── RateLimited (429)          one client asked too often; Retry-After says when to try again
@@ -91,6 +92,12 @@ class NotFound(RagbotError):
 
     status_code = 404
     code = "not_found"
+
+
+class UnknownRequest(NotFound):
+    """Feedback names a request id that has no reply record."""
+
+    code = "unknown_request"
 
 
 class MethodNotAllowed(RagbotError):

@@ -154,3 +154,25 @@ def redis_url(redis_server: Any) -> str:
     redis_server.flush()
     url: str = redis_server.url
     return url
+
+
+# ---------------------------------------------------------------------------------------------
+# A real PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster on 127.0.0.1 for the session (tests/postgres_server.py)."""
+    from postgres_server import PostgresServer, missing_reason
+
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PostgresServer()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()

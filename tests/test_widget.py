@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,9 +198,17 @@ def pages() -> Iterator[PageServer]:
 
 
 @pytest.fixture(scope="module")
-def service(browser: Browser, real_pipeline: Pipeline, pages: PageServer) -> Iterator[Service]:
-    """The real service; its CORS settings allow the pages' origin only."""
-    settings = real_pipeline.settings.model_copy(update={"cors_origins": [pages.origin]})
+def service(
+    browser: Browser,
+    real_pipeline: Pipeline,
+    pages: PageServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Service]:
+    """The real service; its CORS settings allow the pages' origin only; records in a tmp file."""
+    records = tmp_path_factory.mktemp("records") / "records.sqlite3"
+    settings = real_pipeline.settings.model_copy(
+        update={"cors_origins": [pages.origin], "database_url": f"sqlite:///{records}"}
+    )
     server = Service(create_app(settings, real_pipeline)).start()
     pages.pages["/plain.html"] = host_page(server.url)
     pages.pages["/hostile.html"] = host_page(server.url, css=HOSTILE_CSS)
@@ -493,6 +502,50 @@ def test_the_whole_flow_works_by_keyboard_and_the_answer_is_announced(
                  .filter(el => !el.getAttribute('aria-label')).map(el => el.outerHTML)"""
     )
     assert controls == []
+
+
+@pytest.mark.browser
+@pytest.mark.model
+def test_an_answer_rated_not_helpful_by_keyboard_is_stored_against_its_request_id(
+    page: Page, service: Service
+) -> None:
+    from playwright.sync_api import expect
+
+    from ragbot.records import Records
+
+    page.goto(service.url + "/")
+    open_widget(page)
+    with page.expect_response("**/v1/ask") as asked:
+        ask(page, QUESTION)
+    request_id = asked.value.json()["request_id"]
+    records = Records.open(service.app.state.settings)
+    # The record is written just after the reply is sent; a person reads before rating.
+    deadline = time.monotonic() + 10
+    while records.reply(request_id) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    helpful = page.get_by_role("button", name="Helpful", exact=True)
+    not_helpful = page.get_by_role("button", name="Not helpful", exact=True)
+    expect(not_helpful).to_have_attribute("aria-pressed", "false")
+    not_helpful.focus()
+    page.keyboard.press("Enter")
+    expect(not_helpful).to_have_attribute("aria-pressed", "true")
+    expect(helpful).to_have_attribute("aria-pressed", "false")
+    thanks = page.locator(".rate .thanks")
+    expect(thanks).to_have_text("Thanks for your feedback.")
+    # The optional comment: typed and sent by keyboard, stored redacted.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("textbox", name="Tell us more (optional)")).to_be_focused()
+    page.keyboard.type("Too vague. Call me on 555 123 4567")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(thanks).to_have_text("Thanks, your comment was sent.")
+    try:
+        rating, reply = records.feedback(request_id), records.reply(request_id)
+    finally:
+        records.close()
+    assert rating is not None and rating.rating == "down"
+    assert rating.comment == "Too vague. Call me on [phone]"
+    assert reply is not None and reply.channel == "widget" and reply.question is None
 
 
 @pytest.mark.browser
@@ -826,7 +879,7 @@ def axe_violations(page: Page) -> list[str]:
 
 @pytest.mark.browser
 @pytest.mark.model
-def test_axe_finds_no_violations_closed_open_after_an_answer_and_a_follow_up(
+def test_axe_finds_no_violations_closed_open_after_an_answer_a_follow_up_and_a_rating(
     browser: Browser, service: Service
 ) -> None:
     from playwright.sync_api import expect
@@ -844,6 +897,9 @@ def test_axe_finds_no_violations_closed_open_after_an_answer_and_a_follow_up(
     expect(more).to_be_visible()  # the section holds more than the first answer quoted
     more.click()
     expect(page.locator("li.answered")).to_have_count(2)
+    # A rated answer: a pressed button and the optional comment box.
+    page.get_by_role("button", name="Helpful", exact=True).first.click()
+    expect(page.get_by_role("textbox", name="Tell us more (optional)")).to_be_visible()
     violations = axe_violations(page)
     context.close()
     assert violations == []

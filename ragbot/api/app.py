@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         app.state.gate = AskGate.from_settings(settings)
         app.state.rate_limit = RateLimit.from_settings(settings)
         await _open_store(app, settings)
+        await _open_records(app, settings)
         try:
             if pipeline is not None:
                 app.state.pipeline = pipeline
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
                 tasks.cancel_scope.cancel()
         finally:
             _close_store(app)
+            _close_records(app)
             if app.state.rate_limit is not None:
                 await app.state.rate_limit.aclose()
 
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.state.load_error = None
     app.state.refused_build = None  # a new build that failed to load, named in /readyz
     app.state.store = None
+    app.state.records = None  # reply records and ratings, opened in the lifespan
     app.include_router(router)
     _mount_surfaces(app, settings)
     install_error_handlers(app)
@@ -85,7 +88,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Content-Type", "X-Request-ID"],
+            allow_headers=["Content-Type", "X-Request-ID", "X-Ragbot-Channel"],
             expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,
         )
@@ -110,6 +113,24 @@ async def _open_store(app: FastAPI, settings: Settings) -> None:
     except StoreUnavailable as exc:
         where = "redis" if settings.redis_url else str(settings.resolved_state_path)
         log.error("state store not opened", extra={"store": where, "error": exc.message})
+
+
+async def _open_records(app: FastAPI, settings: Settings) -> None:
+    """The records store; one that cannot be opened is an error line: /v1/ask still answers."""
+    from ragbot.errors import StoreUnavailable
+    from ragbot.records import Records
+
+    try:
+        app.state.records = await anyio.to_thread.run_sync(Records.open, settings)
+    except StoreUnavailable as exc:
+        log.error("records store not opened", extra={"error": exc.message})
+
+
+def _close_records(app: FastAPI) -> None:
+    records = app.state.records
+    app.state.records = None
+    if records is not None:
+        records.close()
 
 
 def _close_store(app: FastAPI) -> None:

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 
 from ragbot.api.overload import AskGate, RateLimit
-from ragbot.api.schemas import AskRequest, AskResponse, ErrorResponse, Health, Ready
+from ragbot.api.schemas import (
+    AskRequest,
+    AskResponse,
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    Health,
+    Ready,
+)
 from ragbot.conversation import Turn
-from ragbot.errors import IndexError_, InvalidQuestion
-from ragbot.pipeline import Pipeline, validate_question
+from ragbot.errors import IndexError_, InvalidQuestion, StoreUnavailable, UnknownRequest
+from ragbot.pipeline import Pipeline, Trace, validate_question
+from ragbot.records import Channel, Records, reply_record
 
 router = APIRouter()
+log = logging.getLogger("ragbot.api")
 
 
 def get_pipeline(request: Request) -> Pipeline:
@@ -58,7 +70,9 @@ RETRY_HEADER = {
     },
     summary="Ask a question about the article",
 )
-async def ask(body: AskRequest, request: Request, pipeline: PipelineDep) -> AskResponse:
+async def ask(
+    body: AskRequest, request: Request, pipeline: PipelineDep, after: BackgroundTasks
+) -> AskResponse:
     """Answer with verbatim, cited sentences, or say why not; the disclaimer is always included."""
     max_chars = pipeline.settings.max_question_chars
     # The documented maxLength counts the characters sent, surrounding spaces included.
@@ -73,12 +87,90 @@ async def ask(body: AskRequest, request: Request, pipeline: PipelineDep) -> AskR
         # Behind the documented proxy, uvicorn takes the client from X-Forwarded-For.
         await limit.check(request.client.host if request.client else "-")
     gate: AskGate = request.app.state.gate
+    started = time.perf_counter()
     async with gate.slot():
         # The model is CPU-bound: a worker thread, so the event loop keeps serving /healthz.
-        answer = await anyio.to_thread.run_sync(
-            pipeline.ask, question, history, limiter=gate.threads
+        trace = await anyio.to_thread.run_sync(
+            pipeline.ask_traced, question, history, limiter=gate.threads
         )
-    return AskResponse.from_answer(answer, request.state.request_id)
+    latency_ms = (time.perf_counter() - started) * 1000
+    rid: str = request.state.request_id
+    records: Records | None = request.app.state.records
+    if records is not None:
+        # After the response is sent, in a worker thread: a slow or broken store never delays it.
+        channel: Channel = "widget" if request.headers.get(CHANNEL_HEADER) == "widget" else "api"
+        after.add_task(
+            keep_reply,
+            records,
+            pipeline,
+            trace,
+            rid,
+            channel,
+            question,
+            latency_ms,
+            keep_questions=request.app.state.settings.keep_questions,
+        )
+    return AskResponse.from_answer(trace.answer, rid)
+
+
+CHANNEL_HEADER = "X-Ragbot-Channel"  # the widget says "widget"; any other caller counts as "api"
+
+
+def keep_reply(
+    records: Records,
+    pipeline: Pipeline,
+    trace: Trace,
+    request_id: str,
+    channel: Channel,
+    question: str,
+    latency_ms: float,
+    *,
+    keep_questions: bool,
+) -> None:
+    """Write a reply's record; a store error is logged and swallowed, the reply is already sent."""
+    try:
+        records.add_reply(
+            reply_record(
+                request_id=request_id,
+                channel=channel,
+                status=trace.answer.status,
+                intent=trace.route.intent,
+                turn=trace.turn,
+                sections=[c.section for c in trace.answer.citations],
+                build_id=pipeline.index.manifest.build_id,
+                latency_ms=latency_ms,
+                question=question,
+                crisis=trace.route.crisis,
+                keep_questions=keep_questions,
+            )
+        )
+    except Exception as exc:  # nothing a record does may reach the visitor
+        log.error("reply record not written", extra={"request_id": request_id, "error": str(exc)})
+
+
+@router.post(
+    "/v1/feedback",
+    status_code=201,
+    response_model=FeedbackResponse,
+    responses={
+        404: {"model": ErrorResponse, "description": "No reply has this request_id"},
+        503: {"model": ErrorResponse, "description": "The records store cannot be used now"},
+    },
+    summary="Rate a reply helpful or not helpful",
+)
+async def rate(body: FeedbackRequest, request: Request) -> FeedbackResponse:
+    """Store a rating of the reply that carried `request_id`; a second rating replaces the first."""
+    records: Records | None = request.app.state.records
+    if records is None:
+        raise StoreUnavailable("feedback cannot be stored right now; try again later")
+    stored = await anyio.to_thread.run_sync(
+        records.add_feedback, body.request_id, body.rating, body.comment
+    )
+    if stored is None:
+        raise UnknownRequest(
+            "no reply has this request_id: send the request_id of a reply from /v1/ask"
+        )
+    return FeedbackResponse()
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")

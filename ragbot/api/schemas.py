@@ -120,6 +120,31 @@ class AskResponse(BaseModel):
         )
 
 
+class FeedbackRequest(BaseModel):
+    """A rating of one reply, named by the request_id it came with."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"request_id": "3f2a9c1e0b7d4e5f", "rating": "down"}]},
+    )
+
+    request_id: StrictStr = Field(
+        min_length=1, max_length=128, description="The `request_id` of the reply being rated."
+    )
+    rating: Literal["up", "down"] = Field(description='"up": helpful; "down": not helpful.')
+    comment: StrictStr | None = Field(
+        None,
+        max_length=500,
+        description="Optional, at most 500 characters; emails and phone numbers are redacted.",
+    )
+
+
+class FeedbackResponse(BaseModel):
+    """The rating is stored (a second rating of the same reply replaces the first)."""
+
+    status: Literal["recorded"] = "recorded"
+
+
 class ErrorBody(BaseModel):
     """The one error shape of the API."""
 

@@ -231,6 +231,16 @@
     "  background: #ffffff; color: var(--rb-ink); font-size: 13.5px; line-height: 1.3; text-align: left; }",
     ".chip:hover { background: var(--rb-tint); }",
 
+    ".rate { display: flex; flex-wrap: wrap; align-items: center; gap: 8px; margin: 8px 0 0; }",
+    ".rate-btn { min-height: 32px; padding: 4px 12px; border: 1px solid var(--rb-ink); border-radius: 16px;",
+    "  background: #ffffff; color: var(--rb-ink); font-size: 13px; }",
+    ".rate-btn:hover { background: var(--rb-tint); }",
+    ".rate-btn[aria-pressed='true'] { background: var(--rb-ink); color: #ffffff; }",
+    ".thanks { margin: 0; font-size: 12.5px; color: #374151; }",
+    ".comment { display: flex; gap: 8px; width: 100%; margin: 4px 0 0; }",
+    ".comment textarea { flex: 1; min-height: 36px; padding: 6px 8px; border: 1px solid #6b7280; border-radius: 8px;",
+    "  font: inherit; font-size: 13px; color: #111827; background: #ffffff; resize: vertical; }",
+
     ".typing { display: inline-flex; align-items: center; gap: 10px; color: #374151; }",
     ".dots { display: inline-flex; gap: 4px; }",
     ".dots span { width: 7px; height: 7px; border-radius: 50%; background: #6b7280; animation: rb-blink 1.2s infinite ease-in-out; }",
@@ -262,7 +272,7 @@
     "}",
     "@media (prefers-reduced-motion: reduce) { * { animation: none !important; transition: none !important; } }",
     "@media (forced-colors: active) {",
-    "  .launcher, .send, .cite, .chip, .retry, .action, .icon-btn { border: 2px solid ButtonText; }",
+    "  .launcher, .send, .cite, .chip, .retry, .action, .icon-btn, .rate-btn { border: 2px solid ButtonText; }",
     "  .panel, .bubble, .resources { border: 1px solid CanvasText; }",
     "}",
   ].join("\n");
@@ -408,6 +418,9 @@
       // Absent from replies stored before the field existed: those render as they always did.
       resources: typeof body.resources === "string" && body.resources.trim() ? body.resources : null,
       more: body.more === true, // the section holds more: offer "Tell me more"
+      // What the visitor rates: the reply's request_id, and their rating once sent.
+      request_id: typeof body.request_id === "string" ? body.request_id.slice(0, 128) : "",
+      rating: body.rating === "up" || body.rating === "down" ? body.rating : null,
     };
   }
 
@@ -453,10 +466,73 @@
       bubble.append(answerText(reply));
     }
     if (reply.disclaimer) bubble.append(el("p", { class: "disclaimer", text: reply.disclaimer }));
+    if (reply.status === "answered" && reply.request_id) bubble.append(ratingButtons(reply));
     log.append(item);
     var next = (reply.status === "answered" && reply.more ? [MORE_QUESTION] : []).concat(reply.suggestions);
     if (next.length) log.append(chips(next, "You could also ask:"));
     return item;
+  }
+
+  // "Helpful" / "Not helpful" under an answer: toggle buttons (aria-pressed) sent to /v1/feedback.
+  function ratingButtons(reply) {
+    var thanks = el("p", { class: "thanks", text: reply.rating ? "Thanks for your feedback." : "" });
+    var buttons = [["up", "Helpful"], ["down", "Not helpful"]].map(function (choice) {
+      return el("button", {
+        type: "button",
+        class: "rate-btn",
+        "data-rating": choice[0],
+        "aria-label": choice[1],
+        "aria-pressed": reply.rating === choice[0] ? "true" : "false",
+        onclick: function () { rate(reply, choice[0], buttons, thanks); },
+      }, choice[1]);
+    });
+    var group = el("div", { class: "rate", role: "group", "aria-label": "Was this answer helpful?" }, buttons.concat(thanks));
+    return group;
+  }
+
+  function sendFeedback(reply, rating, comment) {
+    return request("/v1/feedback", {
+      method: "POST",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify(comment ? { request_id: reply.request_id, rating: rating, comment: comment }
+        : { request_id: reply.request_id, rating: rating }),
+    });
+  }
+
+  function rate(reply, rating, buttons, thanks) {
+    if (reply.rating === rating) return;
+    sendFeedback(reply, rating).then(function () {
+      reply.rating = rating;
+      save();
+      buttons.forEach(function (b) {
+        b.setAttribute("aria-pressed", b.getAttribute("data-rating") === rating ? "true" : "false");
+      });
+      thanks.textContent = "Thanks for your feedback.";
+      announce("Thanks for your feedback.");
+      var group = thanks.parentNode;
+      if (group && !group.querySelector(".comment")) group.append(commentForm(reply, thanks));
+    }, function () {
+      thanks.textContent = "Your feedback wasn't sent. Try again later.";
+    });
+  }
+
+  // An optional short comment once a rating is in; it is sent with the rating and replaces it.
+  function commentForm(reply, thanks) {
+    var box = el("textarea", { rows: "1", maxlength: "500", "aria-label": "Tell us more (optional)",
+      placeholder: "Tell us more (optional)" });
+    var form = el("form", { class: "comment", onsubmit: function (event) {
+      event.preventDefault();
+      var comment = box.value.trim();
+      if (!comment || !reply.rating) return;
+      sendFeedback(reply, reply.rating, comment).then(function () {
+        form.remove();
+        thanks.textContent = "Thanks, your comment was sent.";
+        announce("Thanks, your comment was sent.");
+      }, function () {
+        thanks.textContent = "Your comment wasn't sent. Try again later.";
+      });
+    } }, [box, el("button", { type: "submit", class: "rate-btn", "aria-label": "Send comment" }, "Send")]);
+    return form;
   }
 
   function crisisHelp(text) {
@@ -686,7 +762,8 @@
     scrollToEnd();
     request("/v1/ask", {
       method: "POST",
-      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      // The reply's record says it came through the widget.
+      headers: { Accept: "application/json", "Content-Type": "application/json", "X-Ragbot-Channel": "widget" },
       body: JSON.stringify({ question: question, history: history() }),
     }).then(function (body) {
       var reply = normalizeReply(body);
