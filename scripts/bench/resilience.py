@@ -40,19 +40,25 @@ QUESTION = "How long do the effects of ketamine last?"
 
 
 def closed_loop(
-    server: Server, clients: int, seconds: float, question: Callable[[int], str]
+    server: Server,
+    clients: int,
+    seconds: float,
+    question: Callable[[int], str],
+    until: threading.Event | None = None,
 ) -> list[tuple[int, float]]:
-    """(status, seconds) of every POST /v1/ask from `clients` threads for `seconds`."""
+    """(status, seconds) of every POST /v1/ask from `clients` threads for `seconds`, or until
+    the event is set, whichever comes first."""
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
     stop = time.monotonic() + seconds
+    halt = until if until is not None else threading.Event()
 
     def worker(n: int) -> None:
         with httpx.Client(
             base_url=f"http://{HOST}:{server.port}", trust_env=False, timeout=60
         ) as c:
             i = n
-            while time.monotonic() < stop:
+            while time.monotonic() < stop and not halt.is_set():
                 started = time.perf_counter()
                 try:
                     status = c.post("/v1/ask", json={"question": question(i)}).status_code
