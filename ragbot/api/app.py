@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
                 tasks.cancel_scope.cancel()
         finally:
             _close_store(app)
+            if app.state.rate_limit is not None:
+                await app.state.rate_limit.aclose()
             metrics.process_exiting()
 
     app = FastAPI(

@@ -106,6 +106,17 @@ class RateLimit:
         uri = f"async+{settings.redis_url}" if settings.redis_url else "async+memory://"
         return cls(settings.rate_limit, uri)
 
+    async def aclose(self) -> None:
+        """Close the Redis connections of the counters (none in memory)."""
+        # limits keeps its redis-py client on the storage's bridge and never closes it itself.
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception as exc:  # a Redis that went away: nothing left to close
+                log.debug("rate limit storage not closed", extra={"error": str(exc)})
+
     async def check(self, client: str) -> None:
         """Count one question for `client`; RateLimited, with Retry-After, over any window.
         When the counters cannot be reached (Redis down), the question goes through: an outage
