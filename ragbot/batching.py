@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ragbot import metrics
 from ragbot.embeddings import Embedder, Vectors
 
 
@@ -25,11 +26,12 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: Vectors | None = None
     error: BaseException | None = None
+    queued: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(frozen=True)
 class BatchStats:
-    """What the encoder has done (for the benchmark and /metrics later)."""
+    """What the encoder has done (for the benchmark; /metrics has the timings)."""
 
     calls: int
     texts: int
@@ -64,7 +66,7 @@ class BatchingEmbedder:
         job = _Job(list(texts))
         with self._count:
             if self._closed:  # a pipeline replaced by a new build: its last callers run inline
-                return self.inner.embed(list(texts))
+                return self._timed(list(texts))
             self._in_flight += 1
             # Under the lock, so that no job is queued behind close()'s stop marker.
             self._queue.put(job)
@@ -123,8 +125,11 @@ class BatchingEmbedder:
 
     def _encode(self, jobs: list[_Job]) -> None:
         texts = [t for job in jobs for t in job.texts]
+        started = time.perf_counter()
+        for job in jobs:
+            metrics.QUEUE_WAIT_SECONDS.observe(started - job.queued)
         try:
-            vectors = self.inner.embed(texts)
+            vectors = self._timed(texts)
             start = 0
             for job in jobs:
                 job.result = vectors[start : start + len(job.texts)]
@@ -138,3 +143,10 @@ class BatchingEmbedder:
             self._largest = max(self._largest, len(texts))
             for job in jobs:
                 job.done.set()
+
+    def _timed(self, texts: list[str]) -> Vectors:
+        started = time.perf_counter()
+        try:
+            return self.inner.embed(texts)
+        finally:
+            metrics.MODEL_SECONDS.observe(time.perf_counter() - started)

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
         False, description="Write question text to the logs (off: it is personal)."
     )
     docs: bool = Field(False, description="Serve Swagger UI at /docs (its assets come from a CDN).")
+    metrics: bool = Field(
+        False,
+        description="Serve Prometheus metrics at GET /metrics (off: they show operational "
+        "detail; keep them on an internal port or blocked at the proxy).",
+    )
     host: str = Field("127.0.0.1", description="Address `ragbot serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `ragbot serve` binds.")
     auto_build: bool = Field(

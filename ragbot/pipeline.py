@@ -8,6 +8,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from ragbot import metrics
 from ragbot.answer import AnswerPolicy, compose, default_suggestions, quote, split_question
 from ragbot.batching import BatchingEmbedder
 from ragbot.config import Settings
@@ -261,6 +262,7 @@ class Pipeline:
         if self.settings.log_questions:  # off by default: health questions are personal
             event.update(question=text, screen_reason=screening.reason)
         log.info("ask", extra=event)
+        metrics.REPLIES.labels(status=answer.status, intent=route.intent).inc()
         return Trace(answer, route, screening.reason, retrieval, kind)
 
     def _was_crisis(self, question: str, vector: Vectors) -> bool:

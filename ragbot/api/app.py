@@ -1,7 +1,7 @@
 """The app factory: settings and the pipeline loaded once in the lifespan, one error shape.
 
 errors.py      the error shape and its handlers
-middleware.py  request ids and log lines, the body limit
+middleware.py  request ids and log lines, request metrics, the body limit
 overload.py    the queue for the model and the per-client rate limit
 live.py        the pipeline, loaded in the background and replaced when a new build goes live
 """
@@ -15,12 +15,13 @@ from importlib import resources
 from typing import Any
 
 import anyio
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 
+from ragbot import metrics
 from ragbot.api.errors import install_error_handlers
 from ragbot.api.live import serve_live
-from ragbot.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from ragbot.api.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from ragbot.api.overload import AskGate, RateLimit
 from ragbot.api.routes import router
 from ragbot.config import Settings
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         try:
             if pipeline is not None:
                 app.state.pipeline = pipeline
+                metrics.index_build_live(pipeline.index.build_id)
                 yield
                 return
             # Model and index take a second to load: load them in the background so the server
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             _close_records(app)
             if app.state.rate_limit is not None:
                 await app.state.rate_limit.aclose()
+            metrics.process_exiting()
 
     app = FastAPI(
         title="ragbot",
@@ -81,6 +84,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.state.store = None
     app.state.records = None  # reply records and ratings, opened in the lifespan
     app.include_router(router)
+    if settings.metrics:
+        _add_metrics(app)
     _mount_surfaces(app, settings)
     install_error_handlers(app)
     if settings.cors_origins:
@@ -93,6 +98,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             max_age=600,
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.metrics:
+        # Outside the body limit, so that its 413s are counted too.
+        app.add_middleware(MetricsMiddleware, routes=app.router.routes)
     app.add_middleware(RequestIdMiddleware, log_questions=settings.log_questions)
     return app
 
@@ -138,6 +146,17 @@ def _close_store(app: FastAPI) -> None:
     app.state.store = None
     if store is not None:
         store.close()
+
+
+def _add_metrics(app: FastAPI) -> None:
+    """GET /metrics in the Prometheus text format; kept out of the public API's schema."""
+
+    async def metrics_text() -> Response:
+        # Reading every process's files in multiprocess mode is file I/O: off the event loop.
+        body = await anyio.to_thread.run_sync(metrics.exposition)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    app.add_api_route("/metrics", metrics_text, methods=["GET"], include_in_schema=False)
 
 
 def _version() -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 from fastapi import FastAPI
 
+from ragbot import metrics
 from ragbot.config import Settings
 from ragbot.errors import RagbotError
 from ragbot.pipeline import Pipeline
@@ -67,6 +68,7 @@ async def reload_if_changed(app: FastAPI, settings: Settings) -> bool:
         )
         return False
     app.state.pipeline, app.state.load_error, app.state.refused_build = fresh, None, None
+    metrics.index_build_live(fresh.index.build_id, live.index.build_id if live else None)
     log.info(
         "index build live",
         extra={"build": build, "seconds": round(time.perf_counter() - started, 2)},
@@ -79,7 +81,7 @@ async def reload_if_changed(app: FastAPI, settings: Settings) -> bool:
 async def _load_first(app: FastAPI, settings: Settings) -> None:
     started = time.perf_counter()
     try:
-        app.state.pipeline = await anyio.to_thread.run_sync(
+        pipeline = await anyio.to_thread.run_sync(
             lambda: Pipeline.load(settings, build_if_needed=settings.auto_build),
             abandon_on_cancel=True,
         )
@@ -90,6 +92,8 @@ async def _load_first(app: FastAPI, settings: Settings) -> None:
         app.state.load_error = message  # logged in full; clients get a message without paths
         log.error("pipeline not loaded", extra={"error": message})
         return
+    app.state.pipeline = pipeline
+    metrics.index_build_live(pipeline.index.build_id)
     log.info("ready", extra={"seconds": round(time.perf_counter() - started, 2)})
 
 

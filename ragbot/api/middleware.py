@@ -1,4 +1,4 @@
-"""ASGI middleware: a request id and one log line per request, and the body-size limit."""
+"""ASGI middleware: a request id and one log line per request, request metrics, the body limit."""
 
 from __future__ import annotations
 
@@ -6,15 +6,20 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ragbot import metrics
 from ragbot.api.errors import error_response
 from ragbot.errors import BadRequest, PayloadTooLarge
 
 log = logging.getLogger("ragbot.api")
 # A caller's X-Request-ID is kept only if it is harmless in logs.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Any token is a method to HTTP: others are one label value, like unknown paths.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RequestIdMiddleware:
@@ -60,6 +65,63 @@ class RequestIdMiddleware:
                     "ms": round((time.perf_counter() - started) * 1000, 1),
                 },
             )
+
+
+class MetricsMiddleware:
+    """Counts and times every request by route template (never the raw path), method, status."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes  # the app's own list: routes added later are matched too
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            labels = {
+                "route": route_template(self.routes, scope),
+                "method": scope["method"] if scope["method"] in METHODS else metrics.OTHER_ROUTE,
+                "status": str(status_holder["status"]),
+            }
+            metrics.HTTP_REQUESTS.labels(**labels).inc()
+            metrics.HTTP_SECONDS.labels(**labels).observe(time.perf_counter() - started)
+
+
+def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """The path template of the route that took the request ("/v1/ask"), or "other"."""
+    taken = scope.get("route")  # set by the router once it has chosen a route
+    path = getattr(taken, "path", None)
+    if isinstance(path, str) and path:
+        return path
+    # Not routed (a 413 from the body limit, a 404): find the route that would have matched.
+    return _matching(routes, scope) or metrics.OTHER_ROUTE
+
+
+def _matching(routes: Sequence[BaseRoute], scope: Scope) -> str | None:
+    for route in routes:
+        # PARTIAL: the path matches but not the method (a 405): still that route.
+        if route.matches(scope)[0] is Match.NONE:
+            continue
+        path = getattr(route, "path", None)
+        if isinstance(path, str) and path:
+            return path
+        # An included router (FastAPI wraps include_router's routes): look inside it.
+        inner = getattr(getattr(route, "original_router", route), "routes", None)
+        found = _matching(inner, scope) if inner else None
+        if found:
+            return found
+    return None
 
 
 class BodyLimitMiddleware:

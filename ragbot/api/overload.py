@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from ragbot import metrics
 from ragbot.config import Settings
 from ragbot.errors import Overloaded, RateLimited
 
@@ -33,7 +34,7 @@ class AskGate:
     queue: int
     timeout_s: float
     waiting: int = 0
-    shed: int = 0  # questions turned away so far (for logs and, later, metrics)
+    shed: int = 0  # questions turned away so far by this gate (ragbot_shed_total counts all)
     _slots: anyio.CapacityLimiter = field(init=False)
     threads: anyio.CapacityLimiter = field(init=False)  # the worker threads ask() runs on
 
@@ -58,6 +59,7 @@ class AskGate:
         busy = self._slots.borrowed_tokens >= self.workers
         if busy and self.waiting >= self.queue:
             self.shed += 1
+            metrics.SHED.inc()
             raise Overloaded(
                 "the service is busy; try again in a moment", retry_after=RETRY_AFTER_S
             )
@@ -71,6 +73,7 @@ class AskGate:
             self.waiting -= 1
         if not acquired:
             self.shed += 1
+            metrics.SHED.inc()
             raise Overloaded(
                 "the service is busy; try again in a moment", retry_after=RETRY_AFTER_S
             )
@@ -120,6 +123,7 @@ class RateLimit:
         try:
             await self._check(client)
         except RateLimited:
+            metrics.RATE_LIMITED.inc()
             raise
         except Exception as exc:  # redis-py's errors, and whatever the storage raises
             log.warning("rate limit not checked", extra={"error": str(exc)})

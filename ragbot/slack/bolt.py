@@ -52,6 +52,9 @@ PipelineGetter = Callable[[], Pipeline | None]
 StoreGetter = Callable[[], Store | None]
 
 
+DUPLICATE = "ragbot_duplicate"  # the request context key DedupeEvents sets on a redelivery
+
+
 class DedupeEvents(Middleware):
     """Acknowledges, without processing, an Events API delivery whose event_id was already claimed.
 
@@ -80,6 +83,7 @@ class DedupeEvents(Middleware):
         if not first:
             retry = req.headers.get("x-slack-retry-num", ["0"])[0]
             log.info("slack duplicate", extra={"event_id": event_id, "retry": retry})
+            req.context[DUPLICATE] = True  # read by the route, which counts the outcome
             return BoltResponse(status=200, body="")
         return next()
 

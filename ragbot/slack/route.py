@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 from fastapi import FastAPI, Request, Response
 
+from ragbot import metrics
 from ragbot.api.errors import error_response
 from ragbot.config import Settings
 from ragbot.errors import BadRequest, InvalidSignature, StoreUnavailable
@@ -36,6 +37,8 @@ BAD_SIGNATURE = (
     "check RAGBOT_SLACK_SIGNING_SECRET and the server clock"
 )
 STORE_DOWN = "the event cannot be checked for duplicates right now; Slack will retry it"
+# Outcomes of a request, counted in ragbot_slack_events_total.
+ANSWERED, DUPLICATE, REJECTED = "answered", "duplicate", "rejected"
 
 
 def mount_slack(app: FastAPI, settings: Settings) -> None:
@@ -66,13 +69,19 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
 
     async def slack_events(request: Request) -> Response:
         """Slack's Request URL: Events API callbacks, slash commands and url_verification."""
+        response, outcome = await handle(request)
+        metrics.SLACK_EVENTS.labels(outcome=outcome).inc()
+        return response
+
+    async def handle(request: Request) -> tuple[Response, str]:
+        """The response, and its outcome for the metrics: answered, duplicate or rejected."""
         body = await request.body()  # BodyLimitMiddleware replays the buffered body unchanged
         if not _signed(verifier, body, request):
-            return error_response(request, InvalidSignature, BAD_SIGNATURE)
+            return error_response(request, InvalidSignature, BAD_SIGNATURE), REJECTED
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            return error_response(request, BadRequest, "the request body is not UTF-8")
+            return error_response(request, BadRequest, "the request body is not UTF-8"), REJECTED
         headers = {
             k: v
             for k, v in request.headers.items()
@@ -84,16 +93,19 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
                 "slack retry", extra={"retry": retry, "reason": headers.get("x-slack-retry-reason")}
             )
         try:
-            bolt_response = await anyio.to_thread.run_sync(
+            bolt_response, duplicate = await anyio.to_thread.run_sync(
                 _dispatch, bolt, text, headers, request.url.query
             )
         except ValueError:
-            return error_response(request, BadRequest, "the request body is not a Slack payload")
+            not_slack = "the request body is not a Slack payload"
+            return error_response(request, BadRequest, not_slack), REJECTED
         if bolt_response.status == 401:  # Bolt's own check disagreed: keep the API's error shape
-            return error_response(request, InvalidSignature, "the Slack signature check failed")
+            failed = "the Slack signature check failed"
+            return error_response(request, InvalidSignature, failed), REJECTED
         if bolt_response.status == 503:  # DedupeEvents: the state store is down (reason logged)
-            return error_response(request, StoreUnavailable, STORE_DOWN)
-        return to_starlette_response(bolt_response)
+            return error_response(request, StoreUnavailable, STORE_DOWN), REJECTED
+        outcome = DUPLICATE if duplicate else ANSWERED if bolt_response.status < 400 else REJECTED
+        return to_starlette_response(bolt_response), outcome
 
     app.add_api_route(
         SLACK_PATH,
@@ -119,9 +131,14 @@ def _signed(verifier: SignatureVerifier, body: bytes, request: Request) -> bool:
         return False
 
 
-def _dispatch(bolt: App, body: str, headers: dict[str, str], query: str) -> BoltResponse:
-    """Parse and dispatch on a worker thread; ValueError when the body is not a Slack payload."""
+def _dispatch(
+    bolt: App, body: str, headers: dict[str, str], query: str
+) -> tuple[BoltResponse, bool]:
+    """Parse and dispatch on a worker thread: Bolt's response, and whether the event was a
+    duplicate; ValueError when the body is not a Slack payload."""
     from slack_bolt import BoltRequest
+
+    from ragbot.slack.bolt import DUPLICATE as DUPLICATE_KEY
 
     try:
         request = BoltRequest(body=body, query=query, headers=dict(headers))
@@ -134,4 +151,4 @@ def _dispatch(bolt: App, body: str, headers: dict[str, str], query: str) -> Bolt
         # Bolt would fail inside its own middleware ("event": null) and answer an empty 500.
         raise ValueError("an event callback without an event object")
     response: BoltResponse = bolt.dispatch(request)
-    return response
+    return response, bool(request.context.get(DUPLICATE_KEY))
