@@ -147,3 +147,25 @@ def test_a_rate_limit_whose_redis_is_down_lets_questions_through(
     settings = real_settings.model_copy(update={"rate_limit": "1/minute", "redis_url": down})
     with TestClient(create_app(settings, real_pipeline)) as client:
         assert [client.post("/v1/ask", json=QUESTION).status_code for _ in range(2)] == [200, 200]
+
+
+@pytest.mark.model
+def test_a_question_arriving_at_a_full_queue_is_refused_before_its_body_is_read(
+    real_settings: Settings, real_pipeline: Pipeline
+) -> None:
+    with TestClient(create_app(real_settings, real_pipeline)) as client:
+        gate = AskGate(workers=1, queue=0, timeout_s=5.0)
+        client.app.state.gate = gate  # type: ignore[attr-defined]
+        assert client.portal is not None
+        client.portal.call(gate._slots.acquire_on_behalf_of_nowait, "holder")
+        try:
+            # Not even JSON: had the body been read, this would be 400 invalid_json.
+            refused = client.post(
+                "/v1/ask", content=b"{not json", headers={"content-type": "application/json"}
+            )
+        finally:
+            client.portal.call(gate._slots.release_on_behalf_of, "holder")
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["error"]["request_id"] == refused.headers["x-request-id"]
+        assert client.post("/v1/ask", json=QUESTION).status_code == 200  # the slot is free again

@@ -21,7 +21,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from ragbot import metrics
 from ragbot.api.errors import install_error_handlers
 from ragbot.api.live import serve_live
-from ragbot.api.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
+from ragbot.api.middleware import (
+    BodyLimitMiddleware,
+    MetricsMiddleware,
+    RequestIdMiddleware,
+    ShedMiddleware,
+)
 from ragbot.api.overload import AskGate, RateLimit
 from ragbot.api.routes import router
 from ragbot.config import Settings
@@ -98,6 +103,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             max_age=600,
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ShedMiddleware)  # outside the body limit: a shed body is never read
     if settings.metrics:
         # Outside the body limit, so that its 413s are counted too.
         app.add_middleware(MetricsMiddleware, routes=app.router.routes)

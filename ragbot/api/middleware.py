@@ -183,3 +183,21 @@ class BodyLimitMiddleware:
             request_id=rid,
         )
         await response(scope, receive, send)
+
+
+class ShedMiddleware:
+    """Turns a question away with 503 before its body is read when the model's queue is full:
+    under overload, a refusal should cost the server as little as it can (README: unattended)."""
+
+    def __init__(self, app: ASGIApp, path: str = "/v1/ask") -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path:
+            gate = getattr(scope["app"].state, "gate", None)
+            if gate is not None and gate.full():
+                rid = scope.get("state", {}).get("request_id", "-")
+                await error_response(None, gate.refuse(), request_id=rid)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

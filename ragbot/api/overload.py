@@ -52,17 +52,22 @@ class AskGate:
             timeout_s=settings.ask_queue_timeout_ms / 1000,
         )
 
+    def full(self) -> bool:
+        """Every worker busy and every queue place taken: a new question would be shed."""
+        return self._slots.borrowed_tokens >= self.workers and self.waiting >= self.queue
+
+    def refuse(self) -> Overloaded:
+        """Count a shed question and the error that tells its client."""
+        self.shed += 1
+        metrics.SHED.inc()
+        return Overloaded("the service is busy; try again in a moment", retry_after=RETRY_AFTER_S)
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold a worker slot for the block, or raise Overloaded at once (queue full) or after
         the budget (no slot freed in time)."""
-        busy = self._slots.borrowed_tokens >= self.workers
-        if busy and self.waiting >= self.queue:
-            self.shed += 1
-            metrics.SHED.inc()
-            raise Overloaded(
-                "the service is busy; try again in a moment", retry_after=RETRY_AFTER_S
-            )
+        if self.full():
+            raise self.refuse()
         self.waiting += 1
         acquired = False
         try:
@@ -72,11 +77,7 @@ class AskGate:
         finally:
             self.waiting -= 1
         if not acquired:
-            self.shed += 1
-            metrics.SHED.inc()
-            raise Overloaded(
-                "the service is busy; try again in a moment", retry_after=RETRY_AFTER_S
-            )
+            raise self.refuse()
         try:
             yield
         finally:
