@@ -49,6 +49,10 @@ class ServerProcess:
     def hup(self) -> None:
         self.proc.send_signal(signal.SIGHUP)
 
+    def tail(self) -> str:
+        """The last lines of its log."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+
 
 def ragbot_executable() -> str:
     found = shutil.which("ragbot", path=str(Path(sys.executable).parent))
@@ -56,10 +60,8 @@ def ragbot_executable() -> str:
     return found
 
 
-@contextmanager
-def ragbot_serve(env: Mapping[str, str], log: Path) -> Iterator[ServerProcess]:
-    """Start `ragbot serve --no-build` on a free loopback port with `env` added; wait for
-    /readyz 200; stop it (SIGTERM, then SIGKILL) on the way out."""
+def start(env: Mapping[str, str], log: Path) -> ServerProcess:
+    """Spawn `ragbot serve --no-build` on a free loopback port with `env` added; not yet ready."""
     port = free_port()
     argv = [ragbot_executable(), "serve", "--no-build", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("ab") as out:
@@ -70,27 +72,40 @@ def ragbot_serve(env: Mapping[str, str], log: Path) -> Iterator[ServerProcess]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    server = ServerProcess(proc, port, log)
-    try:
-        _wait_ready(server)
-        yield server
-    finally:
+    return ServerProcess(proc, port, log)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it lingers; always reaped."""
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(timeout=5)
+    proc.wait()
 
 
-def _wait_ready(server: ServerProcess) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+@contextmanager
+def ragbot_serve(env: Mapping[str, str], log: Path) -> Iterator[ServerProcess]:
+    """A started `ragbot serve`, ready (/readyz 200) on entry and stopped on the way out."""
+    server = start(env, log)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        stop(server.proc)
+
+
+def wait_ready(server: ServerProcess, timeout: float = READY_TIMEOUT_S) -> None:
+    """Poll /readyz until 200; RuntimeError with the log's tail if the process exits, or
+    TimeoutError."""
+    deadline = time.monotonic() + timeout
     with server.client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             if server.proc.poll() is not None:
                 raise RuntimeError(
-                    f"ragbot serve exited with {server.proc.returncode}:\n"
-                    + server.log.read_text(errors="replace")[-3000:]
+                    f"ragbot serve exited with {server.proc.returncode}:\n" + server.tail()
                 )
             try:
                 if client.get("/readyz").status_code == 200:
@@ -98,4 +113,4 @@ def _wait_ready(server: ServerProcess) -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-    raise TimeoutError("ragbot serve was not ready in time:\n" + server.log.read_text()[-3000:])
+    raise TimeoutError(f"ragbot serve on {server.port} was not ready in time:\n" + server.tail())

@@ -8,12 +8,10 @@ no request fails; the proxy cuts off a connection that sends nothing, or trickle
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,13 +23,13 @@ from typing import Any
 import httpx
 import pytest
 from live_server import free_port
+from server_process import ServerProcess, start, stop, wait_ready
 
 from ragbot.api.schemas import AskResponse
 
 NGINX = Path("/usr/sbin/nginx")
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 READY_TIMEOUT_S = 180.0  # two replicas load the model at once on a shared two-core machine
-STOP_TIMEOUT_S = 15.0
 
 THREADS = 4
 REQUESTS = 300
@@ -59,66 +57,24 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: 
     raise TimeoutError(f"{what} did not listen on {port} within {timeout} s")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if it lingers; always reaped."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    proc.wait()
-
-
-@dataclass
-class Replica:
-    """One `ragbot serve` process."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
-
-
 @contextmanager
-def replica(settings: Any, log: Path) -> Iterator[Replica]:
-    """`ragbot serve --no-build` over the given (already built) index, on a free loopback port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "RAGBOT_CORPUS_DIR": str(settings.corpus_dir),
-        "RAGBOT_INDEX_DIR": str(settings.index_dir),
-        # All the load comes from one client (127.0.0.1, forwarded by nginx).
-        "RAGBOT_RATE_LIMIT": "",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    argv = [sys.executable, "-m", "ragbot.cli", "serve", "--no-build"]
-    argv += ["--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+def replica(settings: Any, log: Path) -> Iterator[ServerProcess]:
+    """`ragbot serve --no-build` over the given (already built) index, on a free loopback port;
+    started, not waited for, so that two replicas load at once."""
+    server = start(
+        {
+            "RAGBOT_CORPUS_DIR": str(settings.corpus_dir),
+            "RAGBOT_INDEX_DIR": str(settings.index_dir),
+            # All the load comes from one client (127.0.0.1, forwarded by nginx).
+            "RAGBOT_RATE_LIMIT": "",
+            "TRANSFORMERS_OFFLINE": "1",
+        },
+        log,
+    )
     try:
-        yield Replica(proc, port, log)
+        yield server
     finally:
-        stop(proc)
-
-
-def wait_ready(replica: Replica) -> None:
-    """Poll the replica's /readyz until it says 200."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    with httpx.Client(base_url=f"http://127.0.0.1:{replica.port}", trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if replica.proc.poll() is not None:
-                pytest.fail(f"replica exited with {replica.proc.returncode}:\n{replica.tail()}")
-            try:
-                if client.get("/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass  # not listening yet
-            time.sleep(0.2)
-    pytest.fail(f"replica on {replica.port} not ready in {READY_TIMEOUT_S} s:\n{replica.tail()}")
+        stop(server.proc)
 
 
 @dataclass
@@ -183,8 +139,8 @@ def test_a_replica_killed_under_load_fails_no_request_behind_the_proxy(
     with ExitStack() as stack:
         first = stack.enter_context(replica(real_settings, tmp_path / "replica-1.log"))
         second = stack.enter_context(replica(real_settings, tmp_path / "replica-2.log"))
-        wait_ready(first)
-        wait_ready(second)
+        wait_ready(first, READY_TIMEOUT_S)
+        wait_ready(second, READY_TIMEOUT_S)
         proxy = stack.enter_context(nginx(tmp_path / "nginx", [first.port, second.port]))
 
         lock = threading.Lock()
