@@ -6,6 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from ragbot.api import create_app
 from ragbot.api.overload import AskGate
@@ -48,8 +49,9 @@ def test_a_question_that_finds_the_queue_full_is_turned_away_at_once() -> None:
     anyio.run(scenario)
 
 
-def test_a_question_that_waits_past_the_budget_is_turned_away() -> None:
+def test_a_question_that_waits_past_the_budget_is_turned_away_and_counted_as_shed() -> None:
     gate = AskGate(workers=1, queue=10, timeout_s=0.05)
+    before = REGISTRY.get_sample_value("ragbot_shed_total") or 0.0
 
     async def scenario() -> None:
         release = anyio.Event()
@@ -60,7 +62,8 @@ def test_a_question_that_waits_past_the_budget_is_turned_away() -> None:
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(hold)
-            await anyio.sleep(0.01)
+            while gate._slots.borrowed_tokens == 0:  # until the holder has its slot
+                await anyio.sleep(0)
             with pytest.raises(Overloaded):
                 async with gate.slot():
                     pass
@@ -70,6 +73,7 @@ def test_a_question_that_waits_past_the_budget_is_turned_away() -> None:
         assert gate.waiting == 0
 
     anyio.run(scenario)
+    assert (REGISTRY.get_sample_value("ragbot_shed_total") or 0.0) - before == 1
 
 
 @pytest.mark.model
