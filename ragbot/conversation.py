@@ -1,24 +1,20 @@
 """Conversations: what earlier turns showed, and whether a message follows up on them.
 
 The service stays stateless: the client sends the earlier turns (`Turn`: the question, and the
-quotes or sentence ids its reply showed). `classify()` tells a follow-up ("why?", "and how long
-does it last?", "what about long term?") and a request for more ("tell me more") from a new,
-self-contained question; the pipeline then retrieves with the earlier question as context, or
-continues the section already shown. Every reply still quotes only the article.
+quotes or sentence ids its reply showed). The turn classifier (`turns.py`) tells a follow-up
+("why?", "and how long does it last?", "what about long term?") and a request for more ("tell
+me more") from a new, self-contained question; the pipeline then retrieves with the earlier
+question as context, or continues the section already shown. Every reply still quotes only the
+article.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from ragbot.index import Index
-from ragbot.query import expand, normalize
 from ragbot.retrieval import Retrieval
-
-Kind = Literal["new", "followup", "more"]
 
 
 @dataclass(frozen=True)
@@ -27,48 +23,6 @@ class Turn:
 
     question: str
     shown: tuple[str, ...] = ()
-
-
-# "tell me more", "more pls", "go on", "anything else on that?", "what else"
-_WHO = (
-    r"(?:her|him|them|the (?:patient|pt|client)|my (?:son|daughter|mom|dad|wife|husband|partner))"
-)
-_MORE = re.compile(
-    # a relayed "pt asks:", then "ok", "so", "pls"...
-    r"^(?:(?:pt|patient|client|she|he|they)(?: is| are)? ask(?:s|ing|ed)?:?\s+)?"
-    r"(?:(?:ok(?:ay)?|and|so|pls|please|can you|could you|cool|thanks)\s+)*"
-    r"(?:tell me (?:a (?:bit|little) |some )?more|(?:some |a bit |a little )?more"
-    r"(?: (?:info|information|details?))?|go on|keep going|continue|what else|anything else"
-    r"|say more|elaborate|expand on (?:that|this|it))"
-    r"(?:\s+(?:on|about) (?:that|this|it|this topic|that topic))?"
-    rf"(?:\s+(?:for|to tell|i can tell|i could tell|we can tell|to share with) {_WHO})?"
-    r"(?:\s+(?:please|pls|thanks))?$"
-)
-# Openers that lean on what was said before: "and ...", "why?", "what about ...", "is that ...".
-_OPENER = re.compile(
-    r"^(?:and|but|so|then|also|what about|how about|what if|why|how come|wait|ok(?:ay)?|really"
-    r"|is that|is this|are they|are those|does that|does this|do they|can it|can that|will it"
-    r"|would it|how so|meaning|as in)\b"
-)
-_PRONOUN = re.compile(r"\b(?:it|its|that|this|those|these|they|them|their|there)\b")
-_SUBJECT = re.compile(r"\bketamine\b")  # after expand(): street names are spelt out
-SHORT_WORDS = 3  # "how long?", "side effects?": too short to stand alone after an answer
-
-
-def classify(text: str, history: Sequence[Turn]) -> Kind:
-    """new, followup or more; without history, always new."""
-    if not history:
-        return "new"
-    said = normalize(expand(text)).strip(" ?!.,")
-    if _MORE.match(said):
-        return "more"
-    if _OPENER.match(said):
-        return "followup"
-    if _SUBJECT.search(said):
-        return "new"  # names what it asks about: it stands alone
-    if len(said.split()) <= SHORT_WORDS or _PRONOUN.search(said):
-        return "followup"
-    return "new"
 
 
 def shown_sentences(index: Index, history: Iterable[Turn]) -> set[str]:

@@ -58,6 +58,7 @@ from ragbot.manifest import (
 )
 from ragbot.models import Chunk, Document, Section, Sentence
 from ragbot.router import Router
+from ragbot.turns import TurnClassifier
 
 SPLITTER_VERSION = 3  # bump when splitting, cleaning or what is embedded changes
 KINDS: tuple[str, ...] = ("chunks", "sentences", "headings")  # one FAISS file each
@@ -77,6 +78,7 @@ class Index:
     path: Path
     router: Router | None = None  # learned at build (router.npz); None only mid-build
     ranker: Ranker | None = None  # learned at build (ranker.npz)
+    turns: TurnClassifier | None = None  # learned at build (turns.npz)
     # Why this index is served although the corpus changed (a rebuild failed); None when fresh.
     stale: str | None = None
     headings: list[Section] = field(default_factory=list)
@@ -257,6 +259,7 @@ def build_index(
                             "clause_threshold": round(router.clause_threshold, 6),
                         },
                         "ranker": ranker.meta,
+                        "turns": learned.turns.meta,
                     }
                 ),
                 encoder=encoder,
@@ -699,4 +702,7 @@ def load_index_files(folder: Path) -> Index:
             )
     router = Router.load(folder)
     ranker = Ranker.load(folder, [s.sentence_id for s in sentences])
-    return Index(manifest, documents, sections, sentences, chunks, indexes, folder, router, ranker)
+    turns = TurnClassifier.load(folder)
+    return Index(
+        manifest, documents, sections, sentences, chunks, indexes, folder, router, ranker, turns
+    )

@@ -1,6 +1,7 @@
-"""Build-time learning: the router and the sentence ranker, trained from the labelled batches.
+"""Build-time learning: the router, the sentence ranker and the turn classifier, trained from the
+labelled batches.
 
-Both are trained by `ragbot build-index` (deterministic, offline) and saved in the build folder
+All are trained by `ragbot build-index` (deterministic, offline) and saved in the build folder
 beside the index; the manifest records their files' hashes and the training data's hash. The
 example questions' vectors are kept too (`examples.npz`), so a rebuild with the same model only
 embeds the examples that changed.
@@ -23,6 +24,7 @@ from ragbot.guardrails import match_rules
 from ragbot.manifest import Manifest
 from ragbot.query import clauses, expand
 from ragbot.router import Example, Router, examples_hash, load_examples, train_router
+from ragbot.turns import TurnClassifier, load_turn_examples, train_turns
 
 if TYPE_CHECKING:
     from ragbot.index import Index
@@ -42,6 +44,7 @@ class Learned:
 
     router: Router
     ranker: Ranker
+    turns: TurnClassifier
     embedded: int
     reused: int
 
@@ -86,7 +89,8 @@ def learn(
     examples: Sequence[Example] | None = None,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> Learned:
-    """Train the router and the ranker for this index, and save them (and the vectors) into it."""
+    """Train the router, the ranker and the turn classifier for this index, and save them (and
+    the vectors) into it."""
     from ragbot.retrieval import Retriever
 
     examples = list(examples if examples is not None else load_examples())
@@ -123,22 +127,30 @@ def learn(
     ]
     ranker = _fit_ranker(pool, features, say)
 
+    turn_examples = load_turn_examples(examples)
+    turn_texts = [expand(ex.text) for ex in turn_examples]
+    turn_vectors, turn_embedded = embed_examples(embedder, turn_texts, cache)
+    embedded += turn_embedded
+    turns = train_turns(turn_examples, turn_vectors)
+
     folder = index.path
     router.save(folder)
     ranker.save(folder, [s.sentence_id for s in index.sentences])
-    kept = [*texts, *(expand(c) for _, c in pairs)]
+    turns.save(folder)
+    kept = [*texts, *(expand(c) for _, c in pairs), *turn_texts]
     with (folder / EXAMPLES_FILE).open("wb") as fh:
         np.savez(
             fh,
             keys=np.array([_key(t) for t in kept], dtype=str),
-            vectors=np.concatenate([vectors, clause_vectors]),
+            vectors=np.concatenate([vectors, clause_vectors, turn_vectors]),
         )
     say(
         f"router: {len(examples)} examples, held-out accuracy {router.meta['held_out_accuracy']}, "
         f"crisis threshold {router.crisis_threshold:.3f} (clauses {router.clause_threshold:.3f}); "
-        f"ranker: {len(members)} examples"
+        f"ranker: {len(members)} examples; turns: {len(turn_examples)} examples, held-out "
+        f"follow-up/more accuracy {turns.meta['held_out_followup_more_accuracy']}"
     )
-    return Learned(router, ranker, embedded, len(kept) - embedded)
+    return Learned(router, ranker, turns, embedded, len(kept) - embedded)
 
 
 def _fit_ranker(pool: ExamplePool, features: list[Any], say: Callable[[str], None]) -> Ranker:

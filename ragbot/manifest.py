@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ragbot.errors import IndexCorrupt, IndexMismatch
 
-FORMAT_VERSION = 2  # 2: router.npz, ranker.npz and examples.npz in every build
+FORMAT_VERSION = 3  # 2: router.npz, ranker.npz and examples.npz in every build; 3: turns.npz
 MANIFEST_FILE = "manifest.json"
 _T = TypeVar("_T")
 
@@ -111,11 +111,25 @@ class RankerInfo:
 
 
 @dataclass(frozen=True)
+class TurnsInfo:
+    """The learned turn classifier (new, follow-up, more): its data and hold-out scores."""
+
+    examples: int
+    by_kind: Mapping[str, int]
+    held_out_accuracy: float
+    held_out_followup_more_accuracy: float
+    held_out_more_recall: float
+    C: float  # inverse regularisation, scikit-learn's name
+    seed: int
+
+
+@dataclass(frozen=True)
 class Learned:
     """What the build trained."""
 
     router: RouterInfo
     ranker: RankerInfo
+    turns: TurnsInfo
 
 
 @dataclass(frozen=True)
@@ -380,8 +394,25 @@ def _encoder(e: _Object) -> EncoderInfo:
     )
 
 
+def _turns(t: _Object) -> TurnsInfo:
+    by_kind = t.obj("by_kind")
+    return TurnsInfo(
+        examples=t.integer("examples"),
+        by_kind={k: by_kind.integer(k) for k in by_kind.names()},
+        held_out_accuracy=t.number("held_out_accuracy"),
+        held_out_followup_more_accuracy=t.number("held_out_followup_more_accuracy"),
+        held_out_more_recall=t.number("held_out_more_recall"),
+        C=t.number("C"),
+        seed=t.integer("seed"),
+    )
+
+
 def _learned(data: _Object) -> Learned:
-    return Learned(router=_router(data.obj("router")), ranker=_ranker(data.obj("ranker")))
+    return Learned(
+        router=_router(data.obj("router")),
+        ranker=_ranker(data.obj("ranker")),
+        turns=_turns(data.obj("turns")),
+    )
 
 
 def encoder_info(data: Mapping[str, object]) -> EncoderInfo:
@@ -390,7 +421,7 @@ def encoder_info(data: Mapping[str, object]) -> EncoderInfo:
 
 
 def learned_info(data: Mapping[str, object]) -> Learned:
-    """The learned part from the router's and the ranker's records."""
+    """The learned part from the router's, the ranker's and the turn classifier's records."""
     return _part(_learned, data, "learned")
 
 

@@ -14,10 +14,8 @@ from ragbot.batching import BatchingEmbedder
 from ragbot.config import Settings
 from ragbot.conversation import (
     CONTEXT_WEIGHT,
-    Kind,
     Turn,
     blend,
-    classify,
     last_section,
     shown_sentences,
 )
@@ -36,6 +34,7 @@ from ragbot.models import Answer
 from ragbot.query import clauses, expand, words
 from ragbot.retrieval import Retrieval, RetrievalPolicy, Retriever
 from ragbot.router import Route, Router
+from ragbot.turns import Kind, TurnClassifier
 
 log = logging.getLogger("ragbot.pipeline")
 
@@ -111,6 +110,7 @@ class Pipeline:
     embedder: Embedder
     index: Index
     router: Router
+    turns: TurnClassifier
     retriever: Retriever
     screen_policy: ScreenPolicy
     policy: AnswerPolicy
@@ -145,13 +145,17 @@ class Pipeline:
     @classmethod
     def from_index(cls, settings: Settings, embedder: Embedder, index: Index) -> Pipeline:
         """A pipeline around an index already in memory."""
-        if index.router is None or index.ranker is None:
-            raise IndexCorrupt(f"{index.path} lacks its router or ranker: run `ragbot build-index`")
+        if index.router is None or index.ranker is None or index.turns is None:
+            raise IndexCorrupt(
+                f"{index.path} lacks its router, ranker or turn classifier: "
+                "run `ragbot build-index`"
+            )
         return cls(
             settings=settings,
             embedder=embedder,
             index=index,
             router=index.router,
+            turns=index.turns,
             retriever=Retriever(index, index.ranker, RetrievalPolicy.from_settings(settings)),
             screen_policy=ScreenPolicy(
                 advice_threshold=settings.advice_threshold,
@@ -185,12 +189,13 @@ class Pipeline:
         clock = StageClock(self.on_stage)
         text = validate_question(question, self.settings.max_question_chars)
         turns = list(history)[-self.settings.history_turns :] if self.settings.history_turns else []
-        kind = classify(text, turns)
         query = expand(text)  # street names spelt out: what the model and keyword index know
-        parts = split_question(query) if kind == "new" else []
         said = clauses(text)
-        # A follow-up is read with the question it follows: "why?" alone is about nothing.
-        context = expand(f"{turns[-1].question} {text}") if kind == "followup" else None
+        # Until the message's kind is known (it needs the vector), both readings are embedded:
+        # its parts, as a new question, and the context, as a follow-up ("why?" alone is about
+        # nothing, so it is read with the question it follows).
+        parts = split_question(query)
+        context = expand(f"{turns[-1].question} {text}") if turns else None
         earlier = [expand(t.question) for t in turns]
         clock.lap("analyse")
         # One model call: the question, its parts, its clauses, the context, the earlier turns.
@@ -198,12 +203,16 @@ class Pipeline:
         texts += ([context] if context else []) + earlier
         vectors = self.embed_queries(texts)
         vector = vectors[0]
-        n_said = 1 + len(parts) + len(said)
-        context_vector = vectors[n_said] if context else None
+        n_parts = len(parts)
+        n_said = 1 + n_parts + len(said)
         earlier_vectors = vectors[n_said + (1 if context else 0) :]
+        kind = self.turns.kind(text, vector[None, :], bool(turns))
+        context_vector = vectors[n_said] if kind == "followup" else None
+        if kind != "new":
+            parts = []  # a follow-up's "and" joins it to the answer before, not two questions
         clock.lap("embed")
         # Each message is screened on its own: history never makes advice acceptable.
-        route = self.router.route(text, vector, said, vectors[1 + len(parts) : n_said])
+        route = self.router.route(text, vector, said, vectors[1 + n_parts : n_said])
         screening = screen(text, route, self.screen_policy)
         in_crisis_before = any(
             self._was_crisis(t.question, v) for t, v in zip(turns, earlier_vectors, strict=True)

@@ -163,6 +163,24 @@ def features(texts: Sequence[str], vectors: Vectors) -> Any:
     return sparse.hstack([dense, grams], format="csr")
 
 
+def linear_probabilities(
+    coef: ArrayF, intercept: ArrayF, texts: Sequence[str], vectors: Vectors
+) -> ArrayF:
+    """Softmax of a linear model over the two views of `features()`, one row per text, without
+    building the sparse matrix: the dense view as a small matrix product, the n-grams as a sum
+    over the few weight columns a text touches."""
+    dense = np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
+    dim = dense.shape[1]
+    logits = EMBEDDING_WEIGHT * dense @ coef[:, :dim].T + intercept
+    for row, text in enumerate(texts):
+        grams = hashed_ngrams(text)
+        if grams:
+            cols = dim + np.fromiter(grams, dtype=np.int64, count=len(grams))
+            weights = np.fromiter(grams.values(), dtype=np.float64, count=len(grams))
+            logits[row] += coef[:, cols] @ weights
+    return _normalise(logits)
+
+
 def _fit(x: Any, y: Sequence[str]) -> Any:
     from sklearn.linear_model import LogisticRegression
 
@@ -185,18 +203,7 @@ class Router:
 
     def probabilities(self, texts: Sequence[str], vectors: Vectors) -> ArrayF:
         """Softmax probabilities, one row per text, columns in INTENTS order."""
-        # The two views apart: the dense one as a small matrix product, the n-grams as a sum
-        # over the few weight columns a text touches.
-        dense = np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
-        dim = dense.shape[1]
-        logits = EMBEDDING_WEIGHT * dense @ self.coef[:, :dim].T + self.intercept
-        for row, text in enumerate(texts):
-            grams = hashed_ngrams(text)
-            if grams:
-                cols = dim + np.fromiter(grams, dtype=np.int64, count=len(grams))
-                weights = np.fromiter(grams.values(), dtype=np.float64, count=len(grams))
-                logits[row] += self.coef[:, cols] @ weights
-        return _normalise(logits)
+        return linear_probabilities(self.coef, self.intercept, texts, vectors)
 
     def route(
         self,

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from ragbot.api import create_app
 from ragbot.config import Settings
-from ragbot.conversation import Turn, classify
+from ragbot.conversation import Turn
 from ragbot.guardrails import CRISIS_MESSAGE, NOTHING_MORE_MESSAGE
 from ragbot.models import Answer
 from ragbot.pipeline import Pipeline
@@ -22,6 +22,8 @@ FIRST = "How long do the effects of ketamine last?"
         ("tell me more", "more"),
         ("anything else on that for her?", "more"),
         ("pt asks: anything else?", "more"),
+        ("what else does it say", "more"),
+        ("go on then", "more"),
         ("why?", "followup"),
         ("and after that?", "followup"),
         ("how long does it stay in the body", "followup"),
@@ -30,14 +32,16 @@ FIRST = "How long do the effects of ketamine last?"
         ("What was ketamine originally developed for?", "new"),
     ],
 )
+@pytest.mark.model
 def test_a_message_after_an_answer_is_told_apart_as_new_followup_or_more(
-    message: str, kind: str
+    real_pipeline: Pipeline, message: str, kind: str
 ) -> None:
-    assert classify(message, [Turn(FIRST)]) == kind
+    assert real_pipeline.ask_traced(message, [Turn(FIRST)]).turn == kind
 
 
-def test_without_history_every_message_is_new() -> None:
-    assert classify("tell me more", []) == "new"
+@pytest.mark.model
+def test_without_history_every_message_is_new(real_pipeline: Pipeline) -> None:
+    assert real_pipeline.ask_traced("tell me more", []).turn == "new"
 
 
 def shown(answer: Answer) -> tuple[str, ...]:

@@ -161,9 +161,9 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
     built: Index, corpus: Path, hashing_embedder: HashingEmbedder
 ) -> None:
     m = built.manifest
-    assert m.format == 2
+    assert m.format == 3
     assert m.learned is not None
-    router, ranker = m.learned.router, m.learned.ranker
+    router, ranker, turns = m.learned.router, m.learned.ranker, m.learned.turns
     assert router.examples >= 2000 and len(router.data_sha256) == 64
     assert 0 < router.distress_threshold <= router.crisis_threshold <= 1
     assert ranker.signals[0] == "cosine" and ranker.examples > 0
@@ -172,7 +172,9 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
     thresholds = {"crisis_threshold", "distress_threshold", "clause_threshold"}
     assert set(built.router.meta) | thresholds == {f.name for f in fields(router)}
     assert set(built.ranker.meta) == {f.name for f in fields(ranker)}
-    assert {"router.npz", "ranker.npz", "examples.npz"} <= set(m.files)
+    assert built.turns is not None and set(built.turns.meta) == {f.name for f in fields(turns)}
+    assert set(turns.by_kind) == {"new", "followup", "more"} and min(turns.by_kind.values()) > 0
+    assert {"router.npz", "ranker.npz", "turns.npz", "examples.npz"} <= set(m.files)
     assert m.model.name == "hashing-test-embedder"
     assert m.model.fingerprint == hashing_embedder.fingerprint
     assert m.model.dim == 256
@@ -220,6 +222,7 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
         "records.json",
         "router.npz",
         "sentences.faiss",
+        "turns.npz",
     ]
     assert all(file_hash(folder / name) == digest for name, digest in m.files.items())
 

@@ -16,10 +16,10 @@ from ragbot.manifest import MANIFEST_FILE, Manifest
 
 # A build's manifest.json as ragbot wrote it before the Manifest class (index format 2, the
 # real model with its ONNX export); only the lists of weight files and build files are cut short.
-FORMAT_2 = json.loads(
+FORMAT_3 = json.loads(
     """
 {
-    "format": 2,
+    "format": 3,
     "build_id": "20261201T051237Z-e5d681bd",
     "built_at": "2026-12-01T05:17:06+00:00",
     "build_seconds": 269.803,
@@ -134,6 +134,19 @@ FORMAT_2 = json.loads(
             "C": 1.0,
             "neighbours": 10,
             "power": 4
+        },
+        "turns": {
+            "examples": 3559,
+            "by_kind": {
+                "new": 3164,
+                "followup": 302,
+                "more": 93
+            },
+            "held_out_accuracy": 0.8837,
+            "held_out_followup_more_accuracy": 0.7089,
+            "held_out_more_recall": 0.7957,
+            "C": 1.0,
+            "seed": 0
         }
     },
     "encoder": {
@@ -166,7 +179,7 @@ def _write_raw(folder: Path, data: object) -> None:
 
 
 def test_a_manifest_written_then_read_is_equal(tmp_path: Path) -> None:
-    manifest = Manifest.from_json(FORMAT_2)
+    manifest = Manifest.from_json(FORMAT_3)
     manifest.write(tmp_path)
     assert Manifest.read(tmp_path) == manifest
     assert [p.name for p in tmp_path.iterdir()] == [MANIFEST_FILE]
@@ -175,15 +188,15 @@ def test_a_manifest_written_then_read_is_equal(tmp_path: Path) -> None:
 def test_an_existing_manifest_loads_and_is_written_back_with_the_same_keys_and_values(
     tmp_path: Path,
 ) -> None:
-    manifest = Manifest.from_json(copy.deepcopy(FORMAT_2))
-    assert manifest.to_json() == FORMAT_2
-    assert list(manifest.to_json()) == list(FORMAT_2)  # same key order: diffs stay readable
+    manifest = Manifest.from_json(copy.deepcopy(FORMAT_3))
+    assert manifest.to_json() == FORMAT_3
+    assert list(manifest.to_json()) == list(FORMAT_3)  # same key order: diffs stay readable
     manifest.write(tmp_path)
-    assert json.loads((tmp_path / MANIFEST_FILE).read_text(encoding="utf-8")) == FORMAT_2
+    assert json.loads((tmp_path / MANIFEST_FILE).read_text(encoding="utf-8")) == FORMAT_3
     assert manifest.model.name == "sentence-transformers/all-MiniLM-L6-v2"
     assert manifest.model.stat is not None
-    assert manifest.model.stat["config.json"] == tuple(FORMAT_2["model"]["stat"]["config.json"])
-    assert manifest.counts.chunks == FORMAT_2["counts"]["chunks"]
+    assert manifest.model.stat["config.json"] == tuple(FORMAT_3["model"]["stat"]["config.json"])
+    assert manifest.counts.chunks == FORMAT_3["counts"]["chunks"]
     assert manifest.learned is not None and manifest.learned.router.ngram_range == (2, 5)
     assert manifest.encoder is not None and manifest.encoder.export_version == 2
 
@@ -196,7 +209,7 @@ def test_an_existing_manifest_loads_and_is_written_back_with_the_same_keys_and_v
 def test_format_2_manifests_from_before_later_fields_still_load(
     tmp_path: Path, edit: Callable[[dict[str, Any]], None], absent: str
 ) -> None:
-    data = copy.deepcopy(FORMAT_2)
+    data = copy.deepcopy(FORMAT_3)
     edit(data)
     _write_raw(tmp_path, data)
     manifest = Manifest.read(tmp_path)
@@ -228,7 +241,7 @@ def _set(*keys: str, to: object) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
-DOC_ID = next(iter(FORMAT_2["documents"]))
+DOC_ID = next(iter(FORMAT_3["documents"]))
 
 
 @pytest.mark.parametrize(
@@ -265,7 +278,7 @@ DOC_ID = next(iter(FORMAT_2["documents"]))
 def test_a_malformed_manifest_is_corrupt_and_the_message_names_the_field(
     tmp_path: Path, edit: Callable[[dict[str, Any]], None], problem: str
 ) -> None:
-    data = copy.deepcopy(FORMAT_2)
+    data = copy.deepcopy(FORMAT_3)
     edit(data)
     _write_raw(tmp_path, data)
     with pytest.raises(IndexCorrupt) as err:
@@ -278,7 +291,7 @@ def test_a_malformed_manifest_is_corrupt_and_the_message_names_the_field(
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ('{"format": 2, "build_id": ', "is unreadable (Expecting value"),
+        ('{"format": 3, "build_id": ', "is unreadable (Expecting value"),
         ("", "is unreadable (Expecting value"),
         ("[1, 2]", "is malformed (it should be an object, got a list)"),
         ("null", "is malformed (it should be an object, got null)"),
@@ -300,20 +313,20 @@ def test_a_missing_manifest_is_corrupt(tmp_path: Path) -> None:
         Manifest.read(tmp_path)
 
 
-@pytest.mark.parametrize("version", [1, 3, None, "2"])
+@pytest.mark.parametrize("version", [2, 4, None, "3"])
 def test_another_index_format_is_a_mismatch_naming_the_format(
     tmp_path: Path, version: object
 ) -> None:
-    _write_raw(tmp_path, {**FORMAT_2, "format": version})
+    _write_raw(tmp_path, {**FORMAT_3, "format": version})
     with pytest.raises(IndexMismatch) as err:
         Manifest.read(tmp_path)
-    assert f"has index format {version!r}, this ragbot reads 2" in err.value.message
+    assert f"has index format {version!r}, this ragbot reads 3" in err.value.message
 
 
 def test_a_failed_write_leaves_the_previous_manifest_whole_and_no_partial_file(
     tmp_path: Path,
 ) -> None:
-    previous = Manifest.from_json(FORMAT_2)
+    previous = Manifest.from_json(FORMAT_3)
     previous.write(tmp_path)
     before = (tmp_path / MANIFEST_FILE).read_bytes()
     # A value JSON cannot encode: the writer fails part way through the file, after the build id.
@@ -327,8 +340,8 @@ def test_a_failed_write_leaves_the_previous_manifest_whole_and_no_partial_file(
 
 
 def test_a_write_replaces_the_previous_manifest(tmp_path: Path) -> None:
-    Manifest.from_json(FORMAT_2).write(tmp_path)
-    Manifest.from_json({**FORMAT_2, "build_id": "the-next-build"}).write(tmp_path)
+    Manifest.from_json(FORMAT_3).write(tmp_path)
+    Manifest.from_json({**FORMAT_3, "build_id": "the-next-build"}).write(tmp_path)
     assert Manifest.read(tmp_path).build_id == "the-next-build"
     assert [p.name for p in tmp_path.iterdir()] == [MANIFEST_FILE]
 
@@ -347,11 +360,11 @@ def test_no_deleted_key_or_wrong_value_anywhere_escapes_as_another_error() -> No
     """Each key of a real manifest deleted, or set to each JSON type in turn: the result loads
     (the field is optional, or the value fits) or is IndexCorrupt/IndexMismatch, never a
     KeyError or TypeError."""
-    paths = _paths(FORMAT_2)
+    paths = _paths(FORMAT_3)
     edits = [_delete(*p) for p in paths] + [_set(*p, to=v) for p in paths for v in WRONG_VALUES]
     corrupt = 0
     for edit in edits:
-        data = copy.deepcopy(FORMAT_2)
+        data = copy.deepcopy(FORMAT_3)
         edit(data)
         try:
             Manifest.from_json(data)

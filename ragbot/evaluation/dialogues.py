@@ -14,7 +14,7 @@ from ragbot.conversation import Turn
 from ragbot.models import Answer
 
 FOLDER = "dialogues"
-TUNE = "tune.jsonl"
+TUNES = ("tune.jsonl", "tune_v2.jsonl")
 HOLDOUTS = ("holdout_v1.jsonl",)
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 

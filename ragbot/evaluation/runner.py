@@ -137,11 +137,11 @@ def http_answer_fn(url: str, client: httpx.Client) -> AnswerFn:
 
 def _dialogues(pipeline: Pipeline) -> dict[str, dict[str, object]]:
     """Every dialogue set replayed with history and, as the baseline, without."""
-    from ragbot.evaluation.dialogues import HOLDOUTS, TUNE, dialogue_path, load_dialogues, replay
+    from ragbot.evaluation.dialogues import HOLDOUTS, TUNES, dialogue_path, load_dialogues, replay
     from ragbot.evaluation.dialogues import summarize as summarize_dialogues
 
     out: dict[str, dict[str, object]] = {}
-    for name in (TUNE, *HOLDOUTS):
+    for name in (*TUNES, *HOLDOUTS):
         dialogues = load_dialogues(dialogue_path(name))
         for with_history in (True, False):
             label = f"{name.removesuffix('.jsonl')} ({'history' if with_history else 'no history'})"
