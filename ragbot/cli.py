@@ -7,14 +7,20 @@ import json
 import logging
 import sys
 import textwrap
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from ragbot.config import Settings
 from ragbot.errors import RagbotError
 from ragbot.models import Answer
+
+if TYPE_CHECKING:
+    from ragbot.pipeline import Pipeline, Trace
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # ragbot said what went wrong
@@ -182,14 +188,50 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from ragbot.pipeline import Pipeline
 
     pipeline = Pipeline.load(settings)
-    answer = pipeline.ask(args.question)
+    request_id = uuid.uuid4().hex
+    started = time.perf_counter()
+    trace = pipeline.ask_traced(args.question)
+    latency_ms = (time.perf_counter() - started) * 1000
     if args.json:
         from ragbot.api.schemas import AskResponse
 
-        print(AskResponse.from_answer(answer, request_id="cli").model_dump_json(indent=2))
+        print(AskResponse.from_answer(trace.answer, request_id).model_dump_json(indent=2))
     else:
-        print(format_answer(answer))
+        print(format_answer(trace.answer))
+    keep_cli_reply(settings, pipeline, trace, request_id, args.question, latency_ms)
     return EXIT_OK
+
+
+def keep_cli_reply(
+    settings: Settings,
+    pipeline: Pipeline,
+    trace: Trace,
+    request_id: str,
+    question: str,
+    latency_ms: float,
+) -> None:
+    """Write the reply's record (channel "cli"); a store that cannot be opened is one warning."""
+    from ragbot.records import Records
+    from ragbot.records.keep import keep_reply
+
+    try:
+        records = Records.open(settings)
+    except RagbotError as exc:
+        logging.getLogger("ragbot.cli").warning("reply record not written: %s", exc.message)
+        return
+    try:
+        keep_reply(
+            records,
+            pipeline,
+            trace,
+            request_id,
+            "cli",
+            question,
+            latency_ms,
+            keep_questions=settings.keep_questions,
+        )
+    finally:
+        records.close()
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

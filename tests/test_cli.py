@@ -19,6 +19,7 @@ from ragbot.cli import EXIT_ERROR, EXIT_INDEX, EXIT_OK, main
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder
 from ragbot.manifest import Manifest
+from ragbot.records import Records
 
 pytestmark = pytest.mark.model
 
@@ -221,3 +222,38 @@ def test_a_setting_out_of_range_is_named_in_one_error_line(
     code, _, err = run(capsys, "inspect")
     assert code == 1
     assert err == "error: RAGBOT_MAX_SENTENCES: Input should be less than or equal to 3\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# ask
+
+
+def test_ask_answers_and_keeps_a_record_with_channel_cli(
+    built_env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "ask", "How long does ketamine stay in the body?", "--json")
+    assert code == EXIT_OK, err
+    reply = json.loads(out)
+    assert reply["status"] == "answered"
+    records = Records.open(Settings())  # the default store: records.sqlite3 in RAGBOT_INDEX_DIR
+    try:
+        kept = records.reply(reply["request_id"])
+    finally:
+        records.close()
+    assert kept is not None
+    assert (kept.channel, kept.status, kept.question) == ("cli", "answered", None)
+    assert list(kept.sections) == list(dict.fromkeys(c["section"] for c in reply["citations"]))
+    assert kept.build_id == Manifest.read(built_env.index / "current").build_id
+
+
+def test_ask_still_answers_when_the_records_store_cannot_be_opened(
+    built_env: Env,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RAGBOT_DATABASE_URL", "postgresql+psycopg://@127.0.0.1:1/x")
+    code, out, err = run(capsys, "ask", "How long does ketamine stay in the body?")
+    assert code == EXIT_OK, err
+    assert "How Long Does Ketamine Stay in the Body?" in out
+    assert any("reply record not written" in r.getMessage() for r in caplog.records)

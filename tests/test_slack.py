@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,16 +33,23 @@ from ragbot.errors import InvalidQuestion
 from ragbot.guardrails import CRISIS_MESSAGE, DISCLAIMER
 from ragbot.models import Answer, Citation, Status
 from ragbot.pipeline import Pipeline
+from ragbot.records import Records
+from ragbot.records import replies as reply_table
 from ragbot.slack.blocks import (
     CONTEXT_TEXT_LIMIT,
     FALLBACK_TEXT_LIMIT,
     MAX_BLOCKS,
+    RATE_DOWN_ACTION,
+    RATE_UP_ACTION,
+    RATED_BLOCK_ID,
+    RATING_BLOCK_ID,
     SECTION_TEXT_LIMIT,
     answer_reply,
     escape_mrkdwn,
     fit,
     notice_reply,
     question_from_slack,
+    rated_blocks,
     usage_reply,
 )
 from ragbot.slack.bolt import (
@@ -51,6 +59,7 @@ from ragbot.slack.bolt import (
     WORKING_TEXT,
     build_bolt_app,
 )
+from ragbot.slack.ratings import THANKS, UNKNOWN_REPLY
 from ragbot.store.sqlite import SqliteStore
 
 SECRET = "test-signing-secret"
@@ -406,6 +415,81 @@ def test_question_from_slack_drops_mentions_and_unescapes(text: str, question: s
 
 
 # ---------------------------------------------------------------------------------------------
+# Rating buttons (pure functions)
+
+
+def rating_block(blocks: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    [block] = [b for b in blocks if b.get("block_id") == RATING_BLOCK_ID]
+    return block
+
+
+def test_an_answered_reply_carries_helpful_and_not_helpful_buttons_valued_with_its_request_id() -> (
+    None
+):
+    answer = Answer("answered", "Ketamine blocks NMDA receptors [1].", (citation(),), DISCLAIMER)
+    reply = answer_reply(answer, "req-1")
+    assert [b["type"] for b in reply.blocks] == [
+        "section",
+        "divider",
+        "section",
+        "actions",  # the buttons, just above the disclaimer
+        "context",
+    ]
+    buttons = rating_block(reply.blocks)["elements"]
+    assert [(b["action_id"], b["text"]["text"], b["value"]) for b in buttons] == [
+        (RATE_UP_ACTION, "Helpful", "req-1"),
+        (RATE_DOWN_ACTION, "Not helpful", "req-1"),
+    ]
+    assert not any("style" in b for b in buttons)  # nothing chosen yet
+    assert ends_with_disclaimer(reply.blocks)
+
+
+@pytest.mark.parametrize("status", ["no_answer", "refused", "crisis"])
+def test_only_an_answer_can_be_rated_as_in_the_widget(status: Status) -> None:
+    reply = answer_reply(Answer(status, "Not in the article.", (), DISCLAIMER), "req-1")
+    assert all(b["type"] != "actions" for b in reply.blocks)
+
+
+def test_a_rating_highlights_the_choice_and_a_second_one_replaces_it_with_one_thank_you_line() -> (
+    None
+):
+    answer = Answer("answered", "Ketamine blocks NMDA receptors [1].", (citation(),), DISCLAIMER)
+    blocks = list(answer_reply(answer, "req-1").blocks)
+    down = rated_blocks(blocks, "req-1", "down")
+    up = rated_blocks(down, "req-1", "up")
+    for rated, chosen in ((down, RATE_DOWN_ACTION), (up, RATE_UP_ACTION)):
+        styled = [b["action_id"] for b in rating_block(rated)["elements"] if "style" in b]
+        assert styled == [chosen]
+        thanks = [b for b in rated if b.get("block_id") == RATED_BLOCK_ID]
+        assert len(thanks) == 1
+        assert ends_with_disclaimer(rated)
+    assert "*Not helpful*" in texts_of(down)[-2] and "*Helpful*" in texts_of(up)[-2]
+    assert [b["type"] for b in up] == [
+        "section",
+        "divider",
+        "section",
+        "actions",
+        "context",
+        "context",
+    ]
+
+
+def test_a_rated_reply_with_the_most_citations_still_fits_slacks_block_limit() -> None:
+    answer = Answer(
+        "answered",
+        "Ketamine [1].",
+        tuple(citation(n) for n in range(1, 120)),
+        DISCLAIMER,
+        ("Another question?",),
+        resources=CRISIS_MESSAGE,
+    )
+    reply = answer_reply(answer, "req-1")
+    rated = rated_blocks(reply.blocks, "req-1", "up")
+    assert len(reply.blocks) < len(rated) == MAX_BLOCKS
+    assert_within_slack_limits(rated, reply.text)
+
+
+# ---------------------------------------------------------------------------------------------
 # The Bolt app on its own
 
 
@@ -428,6 +512,9 @@ class FailingPipeline:
         self.error = error
 
     def ask(self, question: str, history: Any = ()) -> Answer:
+        raise self.error
+
+    def ask_traced(self, question: str, history: Any = ()) -> Any:
         raise self.error
 
 
@@ -484,9 +571,10 @@ def test_the_manifest_declares_the_scopes_events_command_and_request_urls(repo_r
     }
     [command] = manifest["features"]["slash_commands"]
     assert command["command"] == Settings.model_fields["slack_command"].default
-    assert events["request_url"].endswith("/slack/events") and command["url"].endswith(
-        "/slack/events"
-    )
+    interactivity = manifest["settings"]["interactivity"]  # the rating buttons
+    assert interactivity["is_enabled"] is True
+    for url in (events["request_url"], command["url"], interactivity["request_url"]):
+        assert url.endswith("/slack/events")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,16 +588,34 @@ def stub() -> Iterator[SlackStub]:
 
 
 @pytest.fixture(scope="module")
+def records_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The service's records store: a SQLite file of its own (the real index folder stays as is)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('slack-records') / 'records.sqlite3'}"
+
+
+@pytest.fixture(scope="module")
 def service(
     real_settings: Settings,
     real_pipeline: Pipeline,
     stub: SlackStub,
+    records_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     state = tmp_path_factory.mktemp("slack-state") / "state.sqlite3"
-    settings = slack_settings(real_settings, stub, state_path=state)
+    # Questions kept (redacted) on purpose, so that a crisis message not kept means something.
+    settings = slack_settings(
+        real_settings, stub, state_path=state, database_url=records_url, keep_questions=True
+    )
     with serve(create_app(settings, real_pipeline)) as base:
         yield base
+
+
+@pytest.fixture
+def records(records_url: str, tmp_path: Path) -> Iterator[Records]:
+    """The service's records store, opened as the clinic's team would read it."""
+    store = Records.open(Settings(index_dir=tmp_path, database_url=records_url))
+    yield store
+    store.close()
 
 
 @pytest.mark.model
@@ -702,6 +808,193 @@ def test_a_public_slash_command_answers_in_channel(
     assert ends_with_disclaimer(reply.payload["blocks"])
 
 
+def request_id_of(blocks: list[dict[str, Any]]) -> str:
+    """The request id the rating buttons carry (the same in both)."""
+    values = {b["value"] for b in rating_block(blocks)["elements"]}
+    [request_id] = values
+    return str(request_id)
+
+
+def click_body(
+    stub: SlackStub,
+    name: str,
+    action_id: str,
+    request_id: str,
+    message: dict[str, Any] | None,
+    channel: str = "C0RATE",
+) -> bytes:
+    """A block_actions payload as Slack sends it when a button is clicked (a form with `payload`).
+
+    `message` is None for an ephemeral message: Slack then sends only its container."""
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": "U0HUMAN01", "username": "pat", "team_id": TEAM_ID},
+        "api_app_id": "A0TEST",
+        "token": "legacy-token",
+        "container": {
+            "type": "message",
+            "message_ts": message["ts"] if message else message_ts(),
+            "channel_id": channel,
+            "is_ephemeral": message is None,
+        },
+        "trigger_id": "1.2.3",
+        "team": {"id": TEAM_ID, "domain": "test"},
+        "channel": {"id": channel, "name": "general"},
+        "response_url": stub.response_url(name),
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": RATING_BLOCK_ID,
+                "text": {"type": "plain_text", "text": "Helpful"},
+                "value": request_id,
+                "type": "button",
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    if message is not None:
+        payload["message"] = message
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def click(base: str, body: bytes, secret: str = SECRET) -> httpx.Response:
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(secret, body)}
+    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=10)
+
+
+def answered_mention(service: str, stub: SlackStub, channel: str) -> Call:
+    """Mention the bot with QUESTION in `channel`; its reply once the work on it is over."""
+    ts = message_ts()
+    assert post_signed(service, event_body(mention(channel, ts, QUESTION))).status_code == 200
+    [reply] = replies(stub, channel)
+    settle(stub, channel, ts)  # the record is written before the reaction is removed
+    return reply
+
+
+@pytest.mark.model
+def test_an_answered_mention_has_rating_buttons_and_a_record_with_channel_slack(
+    service: str, stub: SlackStub, records: Records, real_pipeline: Pipeline
+) -> None:
+    reply = answered_mention(service, stub, unique("C0RECORD"))
+    blocks = reply.payload["blocks"]
+    assert [b["action_id"] for b in rating_block(blocks)["elements"]] == [
+        RATE_UP_ACTION,
+        RATE_DOWN_ACTION,
+    ]
+    assert ends_with_disclaimer(blocks)
+    kept = records.reply(request_id_of(blocks))
+    assert kept is not None
+    assert (kept.channel, kept.status, kept.turn) == ("slack", "answered", "new")
+    assert kept.build_id == real_pipeline.index.manifest.build_id
+    assert kept.sections and kept.latency_ms > 0
+    assert kept.question == QUESTION  # kept because this service opted in
+
+
+@pytest.mark.model
+def test_a_signed_click_stores_the_rating_and_redraws_the_message_and_a_second_click_changes_it(
+    service: str, stub: SlackStub, records: Records
+) -> None:
+    reply = answered_mention(service, stub, unique("C0RATE"))
+    request_id = request_id_of(reply.payload["blocks"])
+    message = {
+        "type": "message",
+        "ts": "1700000000.000001",
+        "bot_id": BOT_ID,
+        "text": reply.payload["text"],
+        "blocks": reply.payload["blocks"],
+    }
+    down = unique("rate")
+    ack = click(service, click_body(stub, down, RATE_DOWN_ACTION, request_id, message))
+    assert ack.status_code == 200
+    [redraw] = responses(stub, down)
+    rating = records.feedback(request_id)
+    assert rating is not None and rating.rating == "down"
+    assert redraw.payload["replace_original"] is True
+    redrawn = redraw.payload["blocks"]
+    assert [b["action_id"] for b in rating_block(redrawn)["elements"] if "style" in b] == [
+        RATE_DOWN_ACTION
+    ]
+    assert any("Thanks for your feedback" in t for t in texts_of(redrawn))
+    assert ends_with_disclaimer(redrawn)
+
+    up = unique("rate")
+    message["blocks"] = redrawn  # Slack sends the message as it now stands
+    assert (
+        click(service, click_body(stub, up, RATE_UP_ACTION, request_id, message)).status_code == 200
+    )
+    [again] = responses(stub, up)
+    rating = records.feedback(request_id)
+    assert rating is not None and rating.rating == "up"  # one rating per reply: the last
+    thanks = [b for b in again.payload["blocks"] if b.get("block_id") == RATED_BLOCK_ID]
+    assert len(thanks) == 1 and "*Helpful*" in texts_of(thanks)[0]
+
+
+@pytest.mark.model
+def test_a_forged_click_is_rejected_and_stores_nothing(
+    service: str, stub: SlackStub, records: Records
+) -> None:
+    reply = answered_mention(service, stub, unique("C0FORGE"))
+    request_id = request_id_of(reply.payload["blocks"])
+    name = unique("forged")
+    body = click_body(stub, name, RATE_DOWN_ACTION, request_id, None)
+    for secret in ("another-secret", ""):
+        response = click(service, body, secret=secret)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_signature"
+    unsigned = httpx.post(
+        f"{service}/slack/events",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    assert unsigned.status_code == 401
+    assert records.feedback(request_id) is None
+    assert [c for c in stub.calls if c.path.endswith(f"/{name}")] == []
+
+
+@pytest.mark.model
+def test_a_click_on_a_reply_with_no_record_stores_nothing_and_says_so_privately(
+    service: str, stub: SlackStub, records: Records
+) -> None:
+    name = unique("nobody")
+    assert (
+        click(service, click_body(stub, name, RATE_UP_ACTION, "no-such-reply", None)).status_code
+        == 200
+    )
+    [told] = responses(stub, name)
+    assert (told.payload["text"], told.payload["response_type"]) == (UNKNOWN_REPLY, "ephemeral")
+    assert records.feedback("no-such-reply") is None
+
+
+@pytest.mark.model
+def test_a_private_slash_command_answer_is_recorded_and_a_click_on_it_thanks_privately(
+    service: str, stub: SlackStub, records: Records
+) -> None:
+    name = unique("cmd")
+    body = command_body(stub, name, QUESTION)
+    assert (
+        post_signed(service, body, content_type="application/x-www-form-urlencoded").status_code
+        == 200
+    )
+    [reply] = responses(stub, name)
+    request_id = request_id_of(reply.payload["blocks"])
+    # The record is written just after the reply is sent.
+    deadline = time.monotonic() + WAIT
+    while (kept := records.reply(request_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert kept is not None and kept.channel == "slack"
+
+    rate = unique("rate")
+    # An ephemeral message: Slack's payload carries its container, not its blocks.
+    assert (
+        click(service, click_body(stub, rate, RATE_UP_ACTION, request_id, None)).status_code == 200
+    )
+    [thanks] = responses(stub, rate)
+    assert (thanks.payload["text"], thanks.payload["response_type"]) == (THANKS, "ephemeral")
+    rating = records.feedback(request_id)
+    assert rating is not None and rating.rating == "up"
+
+
 @pytest.mark.model
 def test_a_crisis_message_gets_only_the_crisis_reply_and_the_disclaimer(
     service: str, stub: SlackStub, real_pipeline: Pipeline
@@ -717,6 +1010,23 @@ def test_a_crisis_message_gets_only_the_crisis_reply_and_the_disclaimer(
     shown = "\n".join([*texts_of(blocks), reply.payload["text"]])
     article = [s.text for s in real_pipeline.index.sentences if len(s.text) > 25]
     assert article and not [s for s in article if escape_mrkdwn(s) in shown or s in shown]
+
+
+@pytest.mark.model
+def test_a_crisis_message_in_slack_is_recorded_without_its_text_even_with_questions_kept(
+    service: str, stub: SlackStub, records: Records
+) -> None:
+    channel, ts = unique("C0CRISISREC"), message_ts()
+    post_signed(service, event_body(mention(channel, ts, "I want to end my life")))
+    replies(stub, channel)
+    settle(stub, channel, ts)
+    with records.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(reply_table).where(
+                reply_table.c.channel == "slack", reply_table.c.status == "crisis"
+            )
+        ).all()
+    assert rows and all(row.question is None for row in rows)
 
 
 @pytest.mark.model

@@ -21,8 +21,9 @@ from ragbot.api.schemas import (
 )
 from ragbot.conversation import Turn
 from ragbot.errors import IndexError_, InvalidQuestion, StoreUnavailable, UnknownRequest
-from ragbot.pipeline import Pipeline, Trace, validate_question
-from ragbot.records import Channel, Records, reply_record
+from ragbot.pipeline import Pipeline, validate_question
+from ragbot.records import Channel, Records
+from ragbot.records.keep import keep_reply
 
 router = APIRouter()
 log = logging.getLogger("ragbot.api")
@@ -114,38 +115,6 @@ async def ask(
 
 
 CHANNEL_HEADER = "X-Ragbot-Channel"  # the widget says "widget"; any other caller counts as "api"
-
-
-def keep_reply(
-    records: Records,
-    pipeline: Pipeline,
-    trace: Trace,
-    request_id: str,
-    channel: Channel,
-    question: str,
-    latency_ms: float,
-    *,
-    keep_questions: bool,
-) -> None:
-    """Write a reply's record; a store error is logged and swallowed, the reply is already sent."""
-    try:
-        records.add_reply(
-            reply_record(
-                request_id=request_id,
-                channel=channel,
-                status=trace.answer.status,
-                intent=trace.route.intent,
-                turn=trace.turn,
-                sections=[c.section for c in trace.answer.citations],
-                build_id=pipeline.index.manifest.build_id,
-                latency_ms=latency_ms,
-                question=question,
-                crisis=trace.route.crisis,
-                keep_questions=keep_questions,
-            )
-        )
-    except Exception as exc:  # nothing a record does may reach the visitor
-        log.error("reply record not written", extra={"request_id": request_id, "error": str(exc)})
 
 
 @router.post(

@@ -1,6 +1,7 @@
 """Durable records of replies and their ratings, for the clinic's team (SQLAlchemy Core).
 
 __init__.py  the record dataclasses, reply_record() and Records: open, write, read, purge
+keep.py      keep_reply(): the record of one reply from any surface (API, widget, Slack, CLI)
 redact.py    emails and phone numbers out of free text before it is stored
 
 The default is a SQLite file beside the index builds (RAGBOT_INDEX_DIR/records.sqlite3);

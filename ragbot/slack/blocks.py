@@ -3,12 +3,15 @@
 Every reply ends with the disclaimer as a context block, whatever its status. A crisis reply holds
 the fixed crisis message and the disclaimer only: nothing from the article. Any other reply that
 carries the crisis resources (distress below the crisis threshold) opens with the same fixed
-message, then goes on as usual.
+message, then goes on as usual. An answered reply given a request id carries "Helpful" / "Not
+helpful" buttons just above the disclaimer, their value the reply's request id; once rated, the
+chosen button is highlighted and a thank-you line follows it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -28,6 +31,17 @@ MAX_TITLE_CHARS = 300  # a section title in a citation line
 MAX_URL_CHARS = (
     1000  # longer links are dropped (the title is still shown) to keep room for the quote
 )
+
+# The rating buttons: ids the interactivity listener matches, stable across releases because
+# messages already posted keep them.
+RATE_UP_ACTION = "ragbot_rate_up"
+RATE_DOWN_ACTION = "ragbot_rate_down"
+RATING_BLOCK_ID = "ragbot_rating"
+RATED_BLOCK_ID = "ragbot_rated"  # the thank-you line shown once a reply is rated
+RATING_LABELS = {"up": "Helpful", "down": "Not helpful"}
+RATING_ACTIONS = {"up": RATE_UP_ACTION, "down": RATE_DOWN_ACTION}
+RATED_TEXT = "Thanks for your feedback. You rated this answer *{label}*; click again to change it."
+RATING_BLOCKS = 2  # the buttons and, once rated, the thank-you line
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _LINK_TOKEN = re.compile(r"<([^<>]*)>")
@@ -92,8 +106,8 @@ def question_from_slack(text: str) -> str:
     return "\n".join(line for line in lines if line).strip()
 
 
-def answer_reply(answer: Answer) -> Reply:
-    """The Block Kit reply for any Answer status."""
+def answer_reply(answer: Answer, request_id: str | None = None) -> Reply:
+    """The Block Kit reply for any Answer status; an answered one with `request_id` can be rated."""
     if answer.status == "crisis":
         # Only the fixed, reviewed message: nothing from the article, however the answer was built.
         return _reply(CRISIS_MESSAGE, [], (), answer.disclaimer or DISCLAIMER)
@@ -104,7 +118,42 @@ def answer_reply(answer: Answer) -> Reply:
         answer.disclaimer or DISCLAIMER,
         # The fixed, reviewed text, whatever `resources` holds: it is never built from a reply.
         resources=CRISIS_MESSAGE if answer.resources else None,
+        # Like the widget: only an answer is rated, not a refusal or "not in the article".
+        rate_id=request_id if answer.status == "answered" else None,
     )
+
+
+def rating_buttons(request_id: str, chosen: str | None = None) -> Block:
+    """The "Helpful" / "Not helpful" actions block; the chosen rating, if any, is highlighted."""
+    buttons: list[Block] = []
+    for rating, label in RATING_LABELS.items():
+        button: Block = {
+            "type": "button",
+            "action_id": RATING_ACTIONS[rating],
+            "text": {"type": "plain_text", "text": label},
+            "value": request_id,
+        }
+        if rating == chosen:
+            button["style"] = "primary"
+        buttons.append(button)
+    return {"type": "actions", "block_id": RATING_BLOCK_ID, "elements": buttons}
+
+
+def rated_blocks(blocks: Sequence[Block], request_id: str, rating: str) -> list[Block]:
+    """A rated message's blocks: its buttons show `rating` and a thank-you line follows them.
+
+    Rating again replaces both, so the message always shows one rating, the one stored."""
+    out: list[Block] = []
+    for block in blocks:
+        if block.get("block_id") == RATED_BLOCK_ID:
+            continue
+        if block.get("block_id") != RATING_BLOCK_ID:
+            out.append(dict(block))
+            continue
+        out.append(rating_buttons(request_id, chosen=rating))
+        thanks = RATED_TEXT.format(label=RATING_LABELS[rating])
+        out.append({**_context(thanks), "block_id": RATED_BLOCK_ID})
+    return out
 
 
 def notice_reply(message: str) -> Reply:
@@ -128,6 +177,7 @@ def _reply(
     disclaimer: str,
     *,
     resources: str | None = None,
+    rate_id: str | None = None,
 ) -> Reply:
     head: list[Block] = [_section(fit(resources, SECTION_TEXT_LIMIT))] if resources else []
     head.append(_section(fit(message, SECTION_TEXT_LIMIT)))
@@ -135,9 +185,13 @@ def _reply(
     if suggestions:
         lines = "\n".join(f"• {escape_mrkdwn(s)}" for s in suggestions)
         tail.append(_section(_cut_escaped(f"*You could also ask:*\n{lines}", SECTION_TEXT_LIMIT)))
+    if rate_id is not None:
+        tail.append(rating_buttons(rate_id))
     tail.append(_context(fit(disclaimer, CONTEXT_TEXT_LIMIT)))
     if citations:
-        room = MAX_BLOCKS - len(head) - len(tail) - 1  # 1: the divider
+        # 1: the divider; room is kept for the thank-you line a rating adds later.
+        later = RATING_BLOCKS - 1 if rate_id is not None else 0
+        room = MAX_BLOCKS - len(head) - len(tail) - 1 - later
         head.append({"type": "divider"})
         head.extend(_citation_block(c) for c in citations[: max(room, 0)])
     blocks = tuple(head + tail)

@@ -1,5 +1,9 @@
 """The Bolt app: listeners for mentions, direct messages and the slash command, and event dedupe.
 
+Every reply the pipeline makes gets a request id and a record (channel "slack", written after the
+reply is posted, never delaying or breaking it); an answered one carries the rating buttons, whose
+clicks ratings.py handles.
+
 Bolt runs with process_before_response=False: an event is acknowledged before its listener runs,
 and every listener runs on Bolt's own thread pool, so the CPU-bound Pipeline.ask never runs on the
 event loop. The slash command listener acknowledges first thing ("Looking that up…") and answers
@@ -15,8 +19,11 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
@@ -29,7 +36,10 @@ from ragbot.conversation import Turn
 from ragbot.errors import InvalidQuestion, StoreUnavailable
 from ragbot.models import Answer
 from ragbot.pipeline import Pipeline
+from ragbot.records import Records
+from ragbot.records.keep import keep_reply
 from ragbot.slack.blocks import Reply, answer_reply, notice_reply, question_from_slack, usage_reply
+from ragbot.slack.ratings import RecordsGetter, listen_for_ratings
 from ragbot.store import Store
 
 log = logging.getLogger("ragbot.slack")
@@ -96,8 +106,18 @@ def claim(get_store: StoreGetter, key: str) -> bool:
     return store.claim(key, DEDUPE_TTL_SECONDS)
 
 
-def build_bolt_app(settings: Settings, get_pipeline: PipelineGetter, get_store: StoreGetter) -> App:
-    """A Bolt app answering with the pipeline and deduping with the store, both read per request."""
+def _no_records() -> Records | None:
+    return None
+
+
+def build_bolt_app(
+    settings: Settings,
+    get_pipeline: PipelineGetter,
+    get_store: StoreGetter,
+    get_records: RecordsGetter = _no_records,
+) -> App:
+    """A Bolt app answering with the pipeline, deduping with the store and keeping records and
+    ratings in the records store, all three read per request."""
     if not (settings.slack_bot_token and settings.slack_signing_secret):
         raise ValueError(
             "Slack is not configured: set RAGBOT_SLACK_BOT_TOKEN and RAGBOT_SLACK_SIGNING_SECRET"
@@ -118,7 +138,8 @@ def build_bolt_app(settings: Settings, get_pipeline: PipelineGetter, get_store: 
         listener_executor=ThreadPoolExecutor(SLACK_THREADS, thread_name_prefix="ragbot-slack"),
     )
     app.use(DedupeEvents(get_store))
-    answers = _Answers(settings, get_pipeline, get_store)
+    answers = _Answers(settings, get_pipeline, get_store, get_records)
+    listen_for_ratings(app, get_records)
 
     def first_time(channel: str, ts: str) -> bool:
         try:
@@ -176,24 +197,43 @@ def build_bolt_app(settings: Settings, get_pipeline: PipelineGetter, get_store: 
             ack(response_type="ephemeral", **usage_reply(settings.slack_command).as_kwargs())
             return
         ack(text=WORKING_TEXT, response_type=response_type)
-        reply = answers.reply_for(question)
+        made = answers.answer(question)
         try:
-            respond(response_type=response_type, replace_original=False, **reply.as_kwargs())
+            respond(response_type=response_type, replace_original=False, **made.reply.as_kwargs())
         except Exception:
             log.exception("slack response_url post failed")
+        made.keep()
 
     return app
+
+
+def _nothing_to_keep() -> None:
+    """A reply the pipeline did not make (usage, loading, an error) has no record."""
+
+
+@dataclass(frozen=True)
+class Made:
+    """A reply, the Answer behind it if any, and `keep`, which writes its record once it is sent."""
+
+    reply: Reply
+    answer: Answer | None = None
+    keep: Callable[[], None] = _nothing_to_keep
 
 
 class _Answers:
     """Turns a question into a Reply and posts it; every failure still ends in a reply."""
 
     def __init__(
-        self, settings: Settings, get_pipeline: PipelineGetter, get_store: StoreGetter
+        self,
+        settings: Settings,
+        get_pipeline: PipelineGetter,
+        get_store: StoreGetter,
+        get_records: RecordsGetter,
     ) -> None:
         self.settings = settings
         self.get_pipeline = get_pipeline
         self.get_store = get_store
+        self.get_records = get_records
 
     def in_conversation(self, channel: str, thread: str) -> bool:
         """Whether the bot has answered in this thread (its turns are in the store)."""
@@ -220,26 +260,45 @@ class _Answers:
         except StoreUnavailable as exc:
             log.warning("slack thread not remembered", extra={"error": exc.message})
 
-    def reply_for(self, question: str, history: Sequence[Turn] = ()) -> Reply:
+    def answer(self, question: str, history: Sequence[Turn] = ()) -> Made:
         """The reply to a question (runs on a listener thread: the model call blocks)."""
-        return self._answer(question, history)[0]
-
-    def _answer(self, question: str, history: Sequence[Turn] = ()) -> tuple[Reply, Answer | None]:
         if not question:
-            return usage_reply(self.settings.slack_command), None
+            return Made(usage_reply(self.settings.slack_command))
         pipeline = self.get_pipeline()
         if pipeline is None:
-            return notice_reply(LOADING_MESSAGE), None
+            return Made(notice_reply(LOADING_MESSAGE))
+        started = time.perf_counter()
         try:
-            answer = pipeline.ask(question, history)
+            trace = pipeline.ask_traced(question, history)
         except InvalidQuestion as exc:
-            return notice_reply(f"I can't take that question: {exc.message}."), None
+            return Made(notice_reply(f"I can't take that question: {exc.message}."))
         except Exception:
             log.exception("slack answer failed")
-            return notice_reply(ERROR_MESSAGE), None
+            return Made(notice_reply(ERROR_MESSAGE))
+        latency_ms = (time.perf_counter() - started) * 1000
+        answer = trace.answer
+        request_id = uuid.uuid4().hex  # the rating buttons carry it back
         if self.settings.log_questions:
-            log.info("slack ask", extra={"question": question, "status": answer.status})
-        return answer_reply(answer), answer
+            log.info(
+                "slack ask",
+                extra={"question": question, "status": answer.status, "request_id": request_id},
+            )
+
+        def keep() -> None:
+            records = self.get_records()
+            if records is not None:
+                keep_reply(
+                    records,
+                    pipeline,
+                    trace,
+                    request_id,
+                    "slack",
+                    question,
+                    latency_ms,
+                    keep_questions=self.settings.keep_questions,
+                )
+
+        return Made(answer_reply(answer, request_id), answer, keep)
 
     def reply_in_channel(
         self, client: WebClient, event: dict[str, Any], *, thread_ts: str | None
@@ -251,9 +310,9 @@ class _Answers:
         # A thread is one conversation (a DM without threads: the DM itself), kept in the store.
         conversation = thread_ts or (channel if event.get("channel_type") == "im" else None)
         history = self._turns(channel, conversation)
-        reply, answer = self._answer(question, history)
-        if conversation is not None and answer is not None:
-            shown = tuple(c.ref for c in answer.citations)
+        made = self.answer(question, history)
+        if conversation is not None and made.answer is not None:
+            shown = tuple(c.ref for c in made.answer.citations)
             self._remember(channel, conversation, [*history, Turn(question, shown)])
         extra = {"thread_ts": thread_ts} if thread_ts else {}
         _call(
@@ -262,8 +321,9 @@ class _Answers:
             unfurl_links=False,
             unfurl_media=False,
             **extra,
-            **reply.as_kwargs(),
+            **made.reply.as_kwargs(),
         )
+        made.keep()
         if reacted:
             _call(client.reactions_remove, channel=channel, timestamp=ts, name=WORKING_REACTION)
 

@@ -1,11 +1,12 @@
-"""mount_slack(): POST /slack/events for events, slash commands and url_verification.
+"""mount_slack(): POST /slack/events for events, slash commands, interactivity and url_verification.
 
 The route checks Slack's v0 signature over the raw body before anything else reads it, and Bolt
 checks it again in its own middleware. A request that fails is answered 401 in the API's error
 shape and never reaches a listener or the Web API. Signed requests are dispatched to Bolt on a
 worker thread, because Bolt's dispatch is synchronous (it waits for ack() and may call auth.test).
 Event dedupe needs the state store that the app's lifespan opens (app.state.store); while it is
-missing or down, events are answered 503 in the error shape, and Slack retries them.
+missing or down, events are answered 503 in the error shape, and Slack retries them. Replies are
+recorded, and ratings stored, in the records store the lifespan opens (app.state.records).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ragbot.api.errors import error_response
 from ragbot.config import Settings
 from ragbot.errors import BadRequest, InvalidSignature, StoreUnavailable
 from ragbot.pipeline import Pipeline
+from ragbot.records import Records
 from ragbot.store import Store
 
 if TYPE_CHECKING:
@@ -63,12 +65,16 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
         store: Store | None = app.state.store
         return store
 
-    bolt = build_bolt_app(settings, current_pipeline, current_store)
+    def current_records() -> Records | None:
+        records: Records | None = app.state.records
+        return records
+
+    bolt = build_bolt_app(settings, current_pipeline, current_store, current_records)
     verifier = SignatureVerifier(settings.slack_signing_secret)
     app.state.slack_bolt = bolt
 
     async def slack_events(request: Request) -> Response:
-        """Slack's Request URL: Events API callbacks, slash commands and url_verification."""
+        """Slack's Request URL: events, slash commands, button clicks and url_verification."""
         response, outcome = await handle(request)
         metrics.SLACK_EVENTS.labels(outcome=outcome).inc()
         return response
@@ -111,7 +117,7 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
         SLACK_PATH,
         slack_events,
         methods=["POST"],
-        summary="Slack events, slash commands and url_verification (signed by Slack)",
+        summary="Slack events, slash commands, interactivity and url_verification (signed)",
         tags=["slack"],
         response_class=Response,
         responses={

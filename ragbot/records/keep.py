@@ -1,0 +1,45 @@
+"""keep_reply(): write the record of one reply from any surface; a store error never reaches it."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ragbot.records import Channel, Records, reply_record
+
+if TYPE_CHECKING:
+    from ragbot.pipeline import Pipeline, Trace
+
+log = logging.getLogger("ragbot.records")
+
+
+def keep_reply(
+    records: Records,
+    pipeline: Pipeline,
+    trace: Trace,
+    request_id: str,
+    channel: Channel,
+    question: str,
+    latency_ms: float,
+    *,
+    keep_questions: bool,
+) -> None:
+    """Write a reply's record; a store error is logged and swallowed, the reply is already sent."""
+    try:
+        records.add_reply(
+            reply_record(
+                request_id=request_id,
+                channel=channel,
+                status=trace.answer.status,
+                intent=trace.route.intent,
+                turn=trace.turn,
+                sections=[c.section for c in trace.answer.citations],
+                build_id=pipeline.index.manifest.build_id,
+                latency_ms=latency_ms,
+                question=question,
+                crisis=trace.route.crisis,
+                keep_questions=keep_questions,
+            )
+        )
+    except Exception as exc:  # nothing a record does may reach the visitor
+        log.error("reply record not written", extra={"request_id": request_id, "error": str(exc)})
