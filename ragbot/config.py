@@ -219,7 +219,7 @@ class Settings(BaseSettings):
         description="Folder `ragbot report` writes report.md and report.html to (--out overrides).",
     )
     report_group_distance: float = Field(
-        0.35,
+        0.3,
         gt=0.0,
         lt=2.0,
         description="Cosine distance under which unanswered questions fall in one group.",

@@ -389,4 +389,9 @@ def test_paraphrases_fall_in_one_group_and_other_subjects_apart(real_embedder: E
     assert set(questions[:2]) in members or any(set(questions[:2]) <= m for m in members)
     assert any(set(questions[2:4]) <= m for m in members)
     assert not any(questions[0] in m and questions[2] in m for m in members)
-    assert group_questions(list(reversed(questions)), real_embedder.embed, 0.35) == groups
+    assert (
+        group_questions(
+            list(reversed(questions)), real_embedder.embed, Settings().report_group_distance
+        )
+        == groups
+    )

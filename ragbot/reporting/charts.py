@@ -71,7 +71,7 @@ def horizontal_bars(labels: list[str], values: list[float], xlabel: str, colour:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(labels) + 0.8))
-    ax.barh([_short(x) for x in labels][::-1], values[::-1], color=colour)
+    ax.barh(labels[::-1], values[::-1], color=colour)
     ax.set_xlabel(xlabel)
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)
@@ -81,7 +81,7 @@ def cited_sections(report: ContentReport) -> str | None:
     """The most-cited sections."""
     rows = report.cited
     return horizontal_bars(
-        [r.section for r in rows],
+        [_short(r.section) for r in rows],
         [r.replies for r in rows],
         "replies citing it",
         COLOURS["answered"],
@@ -92,7 +92,7 @@ def least_helpful(report: ContentReport) -> str | None:
     """Share of "not helpful" ratings per section."""
     rows = report.least_helpful
     return horizontal_bars(
-        [f"{r.section} ({r.down}/{r.up + r.down})" for r in rows],
+        [f"{_short(r.section)} ({r.down}/{r.up + r.down})" for r in rows],
         [r.down_share for r in rows],
         "share rated not helpful",
         COLOURS["crisis"],
