@@ -1,4 +1,4 @@
-"""The `ragbot` command: build-index, inspect, search, ask, serve and eval."""
+"""The `ragbot` command: build-index, inspect, search, ask, serve, eval and report."""
 
 from __future__ import annotations
 
@@ -96,7 +96,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split", choices=["all", "tune", "test"], default="all", help="which part of the set"
     )
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="keep each reply as a record (channel eval) in the records store, for `ragbot report`",
+    )
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="the content report of recorded replies, Markdown and HTML")
+    p.add_argument(
+        "--since", default=None, help="from this date (2024-05-01) or this long ago (7d, 12h, 2w)"
+    )
+    p.add_argument("--out", default=None, help="folder for report.md and report.html")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -260,6 +272,18 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from ragbot.evaluation import run_cli
 
     return run_cli(args, settings)
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the content report of the records store (see ragbot/reporting/)."""
+    from pathlib import Path
+
+    from ragbot.reporting import run_report
+
+    out = Path(args.out) if args.out else settings.report_dir
+    for path in run_report(settings, since=args.since, out=out):
+        print(f"wrote {path}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -213,6 +213,18 @@ class Settings(BaseSettings):
         30, ge=1, le=3650, description="Days kept question text is held before it is deleted."
     )
 
+    # The content report (`ragbot report`)
+    report_dir: Path = Field(
+        Path("reports/content"),
+        description="Folder `ragbot report` writes report.md and report.html to (--out overrides).",
+    )
+    report_group_distance: float = Field(
+        0.3,
+        gt=0.0,
+        lt=2.0,
+        description="Cosine distance under which unanswered questions fall in one group.",
+    )
+
     # Slack
     slack_bot_token: str | None = Field(
         None, description="Slack bot token (xoxb-...); unset: Slack off."

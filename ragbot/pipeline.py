@@ -100,6 +100,8 @@ class Trace:
     reason: str  # what screened it: a pattern, or the router
     retrieval: Retrieval | None  # None when the question was screened out
     turn: Kind = "new"  # how the message stood to the conversation before it
+    # The heading of the best retrieved section: where an unanswered question came closest.
+    nearest_section: str | None = None
 
 
 @dataclass
@@ -272,7 +274,12 @@ class Pipeline:
             event.update(question=text, screen_reason=screening.reason)
         log.info("ask", extra=event)
         metrics.REPLIES.labels(status=answer.status, intent=route.intent).inc()
-        return Trace(answer, route, screening.reason, retrieval, kind)
+        nearest = (
+            self.index.sections[retrieval.sections[0][0]].heading
+            if retrieval is not None and retrieval.sections
+            else None
+        )
+        return Trace(answer, route, screening.reason, retrieval, kind, nearest)
 
     def _was_crisis(self, question: str, vector: Vectors) -> bool:
         """Whether an earlier message of the conversation was a crisis."""

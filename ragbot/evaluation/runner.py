@@ -171,6 +171,11 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         questions
     )  # over the whole set, so a question's split never depends on --split
     chosen = [q for q in questions if args.split == "all" or splits[q.id] == args.split]
+    record = bool(getattr(args, "record", False))
+    if record and args.url is not None:
+        raise RagbotError(
+            "--record keeps in-process replies; a service asked with --url records its own"
+        )
 
     pipeline: Pipeline | None = None
     if args.url is None or args.baseline:
@@ -204,6 +209,12 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             f"error: no question got a reply; first error: {run.records[0].error}", file=sys.stderr
         )
         return EXIT_FAILED
+    if record:
+        from ragbot.evaluation.recording import record_run
+
+        assert pipeline is not None
+        kept, where = record_run(run.records, settings, pipeline.index.manifest.build_id)
+        print(f"recorded {kept} replies (channel eval) in {where}", file=sys.stderr)
     if args.baseline:
         assert pipeline is not None
         runs += _baselines(pipeline, chosen, texts, splits)

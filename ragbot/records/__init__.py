@@ -2,6 +2,7 @@
 
 __init__.py  the record dataclasses, reply_record() and Records: open, write, read, purge
 keep.py      keep_reply(): the record of one reply from any surface (API, widget, Slack, CLI)
+migrate.py   columns added since a table was created, added in place
 redact.py    emails and phone numbers out of free text before it is stored
 
 The default is a SQLite file beside the index builds (RAGBOT_INDEX_DIR/records.sqlite3);
@@ -25,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ragbot.config import Settings
 from ragbot.errors import StoreUnavailable
+from ragbot.records.migrate import add_missing_columns
 from ragbot.records.redact import redact
 
 log = logging.getLogger("ragbot.records")
@@ -51,6 +53,8 @@ replies = sa.Table(
     sa.Column("build_id", sa.String(128), nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Column("question", sa.Text, nullable=True),  # opt-in, redacted, purged after retention
+    # The heading of the best retrieved section: where a no_answer reply came closest.
+    sa.Column("nearest_section", sa.Text, nullable=True),
 )
 feedback = sa.Table(
     "feedback",
@@ -77,6 +81,7 @@ class ReplyRecord:
     build_id: str
     latency_ms: float
     question: str | None = None
+    nearest_section: str | None = None  # best retrieved section; None when screened out
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ def reply_record(
     question: str,
     crisis: bool,
     keep_questions: bool,
+    nearest_section: str | None = None,
     at: datetime | None = None,
 ) -> ReplyRecord:
     """The record of a reply: the question text only when opted in, never for a crisis, redacted."""
@@ -121,6 +127,7 @@ def reply_record(
         build_id=build_id,
         latency_ms=round(latency_ms, 1),
         question=kept,
+        nearest_section=nearest_section,
     )
 
 
@@ -180,6 +187,7 @@ class Records:
             "build_id": record.build_id,
             "latency_ms": record.latency_ms,
             "question": record.question,
+            "nearest_section": record.nearest_section,
         }
         self._upsert(replies, values)
         if time.monotonic() - self._purged_at >= PURGE_EVERY_S:
@@ -188,20 +196,19 @@ class Records:
     def reply(self, request_id: str) -> ReplyRecord | None:
         """The record of a reply, or None when there is none."""
         row = self._one(sa.select(replies).where(replies.c.request_id == request_id))
-        if row is None:
-            return None
-        return ReplyRecord(
-            request_id=row.request_id,
-            time=_utc(row.time),
-            channel=row.channel,
-            status=row.status,
-            intent=row.intent,
-            turn=row.turn,
-            sections=tuple(json.loads(row.sections)),
-            build_id=row.build_id,
-            latency_ms=row.latency_ms,
-            question=row.question,
-        )
+        return None if row is None else _reply_of(row)
+
+    def replies(self, since: datetime | None = None) -> list[ReplyRecord]:
+        """Every reply record (since a time, when given), oldest first."""
+        statement = sa.select(replies).order_by(replies.c.time, replies.c.request_id)
+        if since is not None:
+            statement = statement.where(replies.c.time >= since)
+        return [_reply_of(row) for row in self._all(statement)]
+
+    def ratings(self) -> dict[str, Rating]:
+        """Every rating, by the request id of the reply it rates."""
+        rows = self._all(sa.select(feedback.c.request_id, feedback.c.rating))
+        return {row.request_id: row.rating for row in rows}
 
     def add_feedback(
         self, request_id: str, rating: Rating, comment: str | None = None
@@ -257,6 +264,13 @@ class Records:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"records store: {_brief(exc)}") from exc
 
+    def _all(self, statement: sa.Select[Any]) -> list[Any]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(statement))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"records store: {_brief(exc)}") from exc
+
     def _one(self, statement: sa.Select[Any]) -> Any:
         try:
             with self.engine.connect() as conn:
@@ -270,12 +284,29 @@ def _create_tables(engine: sa.Engine) -> None:
     for attempt in (1, 2):
         try:
             metadata.create_all(engine)
+            add_missing_columns(engine, metadata)
             return
         except sa.exc.SQLAlchemyError as exc:
             if attempt == 2:
                 engine.dispose()
                 raise StoreUnavailable(f"records store cannot be opened: {_brief(exc)}") from exc
             time.sleep(0.2)
+
+
+def _reply_of(row: Any) -> ReplyRecord:
+    return ReplyRecord(
+        request_id=row.request_id,
+        time=_utc(row.time),
+        channel=row.channel,
+        status=row.status,
+        intent=row.intent,
+        turn=row.turn,
+        sections=tuple(json.loads(row.sections)),
+        build_id=row.build_id,
+        latency_ms=row.latency_ms,
+        question=row.question,
+        nearest_section=row.nearest_section,
+    )
 
 
 def _sqlite_wal(connection: Any, _record: Any) -> None:

@@ -39,6 +39,7 @@ def keep_reply(
                 question=question,
                 crisis=trace.route.crisis,
                 keep_questions=keep_questions,
+                nearest_section=trace.nearest_section,
             )
         )
     except Exception as exc:  # nothing a record does may reach the visitor
