@@ -53,7 +53,7 @@ def last_section(index: Index, history: Sequence[Turn]) -> str | None:
 # How much a follow-up's retrieval leans on the question it follows (chosen on the tuning
 # dialogues; README: Conversations). The message itself keeps the larger share: "what about
 # long term?" is about the long term first.
-CONTEXT_WEIGHT = 0.5
+CONTEXT_WEIGHT = 0.3
 
 
 def blend(own: Retrieval, context: Retrieval, weight: float = CONTEXT_WEIGHT) -> Retrieval:

@@ -215,6 +215,16 @@ class Pipeline:
         clock.lap("embed")
         # Each message is screened on its own: history never makes advice acceptable.
         route = self.router.route(text, vector, said, vectors[1 + n_parts : n_said])
+        # "forever?" after "does it rewire your brain" reads as crisis alone but not with the
+        # question it follows: it is answered, with the resources first. A crisis pattern still
+        # decides alone (screen() below), and "ok. i took all of them" is a crisis either way.
+        if (
+            kind == "followup"
+            and route.crisis
+            and context is not None
+            and not self.router.route(context, vectors[n_said]).crisis
+        ):
+            route = replace(route, crisis=False, distress=True)
         screening = screen(text, route, self.screen_policy)
         in_crisis_before = any(
             self._was_crisis(t.question, v) for t, v in zip(turns, earlier_vectors, strict=True)
