@@ -12,14 +12,12 @@ run: install  ## install and run the service (builds the index when missing or s
 
 test: install-test chromium servers axe  ## install and run every test (unit, real model, API, Slack, browser)
 	$(VENV)/bin/pytest
-	$(MAKE) serve-only
 	$(MAKE) wheel-check
 
-serve-only: install  ## prove the serve-only install: a second venv without torch serves a built index
-	$(PY) scripts/serve_only_check.py
-
-wheel-check: install  ## prove the wheel: installed in a fresh venv, it builds, answers and serves from an empty folder
+wheel-check: install  ## prove the wheel: from an empty folder it builds, answers and serves; its serve-only install (no torch) serves the same index
 	$(PY) scripts/wheel_check.py
+
+serve-only: wheel-check  ## the serve-only install is proved inside the wheel check (one index build for both)
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

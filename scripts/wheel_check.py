@@ -1,7 +1,9 @@
 """Prove the wheel: built from this checkout, installed into a fresh virtual environment, and used
 from an empty folder with no checkout in sight. `ragbot build-index`, `ragbot ask "..."` and
 `ragbot serve` run there with no arguments and no settings but the server's port: the corpus must
-come from the package and the index must land in `./index` of that folder.
+come from the package and the index must land in `./index` of that folder. Then the serve-only
+install (`ragbot[serve]`: no torch, no sentence-transformers) in a second venv serves that same
+index and answers (one index build proves both).
 
 Run by `make wheel-check` (part of `make test`). Prints what it did and how long each step took;
 exits 1 with one `FAIL:` line on any failure. pip's cache is reused, so a second run installs from
@@ -10,6 +12,7 @@ it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -82,15 +85,19 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def build_and_install(work: Path) -> Path:
-    """The wheel built from this checkout, installed into a new venv; returns the venv's bin."""
+def build_wheel(work: Path) -> Path:
+    """The wheel built from this checkout."""
     dist = work / "dist"
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     run([*pip, "wheel", "--no-deps", "-w", str(dist), str(ROOT)], timeout=PIP_TIMEOUT_S)
     wheels = list(dist.glob("ragbot-*.whl"))
     if len(wheels) != 1:
         raise CheckFailed(f"`pip wheel` made {len(wheels)} ragbot wheels, not one")
-    wheel = wheels[0]
+    return wheels[0]
+
+
+def install(work: Path, wheel: Path) -> Path:
+    """The wheel installed into a new venv with what building needs; returns the venv's bin."""
     venv = work / "venv"
     run([sys.executable, "-m", "venv", str(venv)], timeout=PIP_TIMEOUT_S)
     python = str(venv / "bin" / "python")
@@ -114,20 +121,25 @@ def check_ask(output: str) -> None:
             raise CheckFailed(f"`ragbot ask` quoted a sentence not in the article: {quote[:60]!r}")
 
 
-def check_serve(bin_dir: Path, folder: Path, env: dict[str, str]) -> float:
-    """`ragbot serve` from the folder becomes ready; returns the seconds it took."""
+def check_serve(
+    bin_dir: Path, folder: Path, env: dict[str, str], *args: str, ask: bool = False
+) -> float:
+    """`ragbot serve` from the folder becomes ready (and, with `ask`, answers a question from the
+    article over HTTP); returns the seconds it took to be ready."""
     port = free_port()
-    cmd = [str(bin_dir / "ragbot"), "serve"]
+    cmd = [str(bin_dir / "ragbot"), "serve", *args]
     print(f"+ RAGBOT_PORT={port}", " ".join(cmd), flush=True)
     started = time.perf_counter()
     server = subprocess.Popen(cmd, cwd=folder, env={**env, "RAGBOT_PORT": str(port)})
+    base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(timeout=10) as client:
             deadline = time.monotonic() + READY_TIMEOUT_S
             while True:
                 try:
-                    if client.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                        return time.perf_counter() - started
+                    if client.get(f"{base}/readyz").status_code == 200:
+                        ready_s = time.perf_counter() - started
+                        break
                 except httpx.TransportError:
                     pass
                 if server.poll() is not None:
@@ -135,6 +147,13 @@ def check_serve(bin_dir: Path, folder: Path, env: dict[str, str]) -> float:
                 if time.monotonic() > deadline:
                     raise CheckFailed(f"`ragbot serve` not ready within {READY_TIMEOUT_S:.0f} s")
                 time.sleep(0.2)
+            if ask:
+                reply = client.post(f"{base}/v1/ask", json={"question": QUESTION})
+                body = reply.json()
+                print(json.dumps({k: body.get(k) for k in ("status", "answer")})[:300])
+                if reply.status_code != 200 or EXPECTED_PHRASE not in body.get("answer", ""):
+                    raise CheckFailed(f"`ragbot serve` answered {reply.status_code}: {body}")
+            return ready_s
     finally:
         server.terminate()
         try:
@@ -144,9 +163,24 @@ def check_serve(bin_dir: Path, folder: Path, env: dict[str, str]) -> float:
             server.wait()
 
 
+def install_serve_only(work: Path, wheel: Path) -> Path:
+    """The serve-only install of the wheel in a second venv, checked to lack torch; its bin."""
+    venv = work / "serve-venv"
+    run([sys.executable, "-m", "venv", str(venv)], timeout=PIP_TIMEOUT_S)
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "-q", "--disable-pip-version-check", "install", "--no-compile"]
+    run([*pip, f"{wheel}[serve]"], timeout=PIP_TIMEOUT_S)
+    probe = subprocess.run([python, "-c", "import torch"], capture_output=True, check=False)
+    if probe.returncode == 0:
+        raise CheckFailed("torch is importable in the serve-only environment")
+    print("torch is not installed in the serve-only environment", flush=True)
+    return venv / "bin"
+
+
 def check(work: Path) -> None:
     """Every step in order; raises CheckFailed at the first that fails."""
-    bin_dir = build_and_install(work)
+    wheel = build_wheel(work)
+    bin_dir = install(work, wheel)
     folder = work / "empty"
     folder.mkdir()
     env = clean_env()
@@ -179,6 +213,10 @@ def check(work: Path) -> None:
     check_ask(output)
     ready_s = check_serve(bin_dir, folder, env)
     print(f"`ragbot serve`: /readyz 200 after {ready_s:.1f} s")
+
+    serve_only = install_serve_only(work, wheel)
+    ready_s = check_serve(serve_only, folder, env, "--no-build", ask=True)
+    print(f"serve-only install: /readyz 200 after {ready_s:.1f} s and answered, without torch")
 
 
 def main() -> int:
