@@ -168,6 +168,14 @@ class SlackStub:
             }
         if method in ("reactions.add", "reactions.remove"):
             return {"ok": True}
+        if method == "views.open":
+            view = payload.get("view")
+            if not payload.get("trigger_id") or not isinstance(view, dict):
+                return {"ok": False, "error": "invalid_arguments"}
+            with self._lock:
+                self._ts += 1
+                view_id = f"V0STUB{self._ts:06d}"
+            return {"ok": True, "view": {**view, "id": view_id, "team_id": TEAM_ID}}
         return {"ok": False, "error": "unknown_method"}
 
 
@@ -177,7 +185,7 @@ def _parse(raw: bytes, content_type: str) -> dict[str, Any]:
         data = json.loads(text or "{}")
         return data if isinstance(data, dict) else {"_": data}
     form: dict[str, Any] = dict(parse_qsl(text, keep_blank_values=True))
-    for key in ("blocks", "attachments"):  # slack_sdk sends these JSON-encoded inside a form
+    for key in ("blocks", "attachments", "view"):  # slack_sdk may JSON-encode these in a form
         if isinstance(form.get(key), str):
             form[key] = json.loads(form[key])
     return form

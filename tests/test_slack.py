@@ -33,9 +33,12 @@ from ragbot.errors import InvalidQuestion
 from ragbot.guardrails import CRISIS_MESSAGE, DISCLAIMER
 from ragbot.models import Answer, Citation, Status
 from ragbot.pipeline import Pipeline
-from ragbot.records import Records
+from ragbot.records import MAX_COMMENT_CHARS, Records
 from ragbot.records import replies as reply_table
 from ragbot.slack.blocks import (
+    COMMENT_ACTION_ID,
+    COMMENT_BLOCK_ID,
+    COMMENT_CALLBACK_ID,
     CONTEXT_TEXT_LIMIT,
     FALLBACK_TEXT_LIMIT,
     MAX_BLOCKS,
@@ -59,6 +62,7 @@ from ragbot.slack.bolt import (
     WORKING_TEXT,
     build_bolt_app,
 )
+from ragbot.slack.comments import TOO_LONG
 from ragbot.slack.ratings import THANKS, UNKNOWN_REPLY
 from ragbot.store.sqlite import SqliteStore
 
@@ -822,6 +826,7 @@ def click_body(
     request_id: str,
     message: dict[str, Any] | None,
     channel: str = "C0RATE",
+    trigger_id: str = "1.2.3",
 ) -> bytes:
     """A block_actions payload as Slack sends it when a button is clicked (a form with `payload`).
 
@@ -837,7 +842,7 @@ def click_body(
             "channel_id": channel,
             "is_ephemeral": message is None,
         },
-        "trigger_id": "1.2.3",
+        "trigger_id": trigger_id,
         "team": {"id": TEAM_ID, "domain": "test"},
         "channel": {"id": channel, "name": "general"},
         "response_url": stub.response_url(name),
@@ -993,6 +998,150 @@ def test_a_private_slash_command_answer_is_recorded_and_a_click_on_it_thanks_pri
     assert (thanks.payload["text"], thanks.payload["response_type"]) == (THANKS, "ephemeral")
     rating = records.feedback(request_id)
     assert rating is not None and rating.rating == "up"
+
+
+# The optional comment after "Not helpful": a modal (views.open), then its view_submission.
+
+
+def modals_opened(calls: list[Call], trigger_id: str) -> list[Call]:
+    return [c for c in calls if c.method == "views.open" and c.payload["trigger_id"] == trigger_id]
+
+
+def rated_down(service: str, stub: SlackStub) -> tuple[str, dict[str, Any]]:
+    """Mention the bot, click "Not helpful" on its reply: the request id and the modal opened."""
+    reply = answered_mention(service, stub, unique("C0MODAL"))
+    request_id = request_id_of(reply.payload["blocks"])
+    trigger = unique("trigger")
+    body = click_body(stub, unique("rate"), RATE_DOWN_ACTION, request_id, None, trigger_id=trigger)
+    assert click(service, body).status_code == 200
+    calls = stub.wait_for(lambda calls: bool(modals_opened(calls, trigger)), WAIT)
+    [opened] = modals_opened(calls, trigger)
+    return request_id, opened.payload["view"]
+
+
+def submission_body(view: dict[str, Any], comment: str | None) -> bytes:
+    """A view_submission payload as Slack sends it when the modal `view` is submitted."""
+    submitted = {
+        **view,
+        "id": "V0SUBMIT01",
+        "team_id": TEAM_ID,
+        "state": {
+            "values": {
+                COMMENT_BLOCK_ID: {
+                    COMMENT_ACTION_ID: {"type": "plain_text_input", "value": comment}
+                }
+            }
+        },
+        "hash": "1700000000.abcdef",
+    }
+    payload = {
+        "type": "view_submission",
+        "team": {"id": TEAM_ID, "domain": "test"},
+        "user": {"id": "U0HUMAN01", "username": "pat", "team_id": TEAM_ID},
+        "api_app_id": "A0TEST",
+        "token": "legacy-token",
+        "trigger_id": "4.5.6",
+        "view": submitted,
+        "response_urls": [],
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+@pytest.mark.model
+def test_a_signed_not_helpful_click_opens_a_comment_modal_holding_the_request_id(
+    service: str, stub: SlackStub, records: Records
+) -> None:
+    request_id, view = rated_down(service, stub)
+    assert view["type"] == "modal" and view["callback_id"] == COMMENT_CALLBACK_ID
+    assert json.loads(view["private_metadata"]) == {"request_id": request_id}
+    assert len(view["title"]["text"]) <= 24  # Slack's limit for a modal title
+    [field] = view["blocks"]
+    assert field["block_id"] == COMMENT_BLOCK_ID and field["optional"] is True
+    element = field["element"]
+    assert (element["type"], element["multiline"], element["max_length"]) == (
+        "plain_text_input",
+        True,
+        MAX_COMMENT_CHARS,
+    )
+    # Closing the modal sends Slack nothing to us: the rating already stored stays as it is.
+    assert not view.get("notify_on_close")
+    rating = records.feedback(request_id)
+    assert rating is not None and (rating.rating, rating.comment) == ("down", None)
+
+
+@pytest.mark.model
+def test_helpful_opens_no_modal(service: str, stub: SlackStub, records: Records) -> None:
+    reply = answered_mention(service, stub, unique("C0NOMODAL"))
+    request_id = request_id_of(reply.payload["blocks"])
+    name, trigger = unique("rate"), unique("trigger")
+    body = click_body(stub, name, RATE_UP_ACTION, request_id, None, trigger_id=trigger)
+    assert click(service, body).status_code == 200
+    responses(stub, name)  # the thank-you comes after a modal would have been opened
+    assert modals_opened(stub.calls_to("views.open"), trigger) == []
+    rating = records.feedback(request_id)
+    assert rating is not None and rating.rating == "up"
+
+
+@pytest.mark.model
+def test_a_signed_comment_is_stored_redacted_on_that_replys_not_helpful_rating(
+    service: str, stub: SlackStub, records: Records
+) -> None:
+    request_id, view = rated_down(service, stub)
+    comment = "Nothing on dosing for teenagers. Write to pat.doe@example.org"
+    response = post_signed(
+        service,
+        submission_body(view, comment),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    assert response.content == b""  # an empty acknowledgement closes the modal
+    rating = records.feedback(request_id)
+    assert rating is not None and rating.rating == "down"
+    assert rating.comment == "Nothing on dosing for teenagers. Write to [email]"
+
+    # Submitted empty, the modal changes nothing.
+    empty = post_signed(
+        service, submission_body(view, None), content_type="application/x-www-form-urlencoded"
+    )
+    assert empty.status_code == 200
+    assert records.feedback(request_id) == rating
+
+
+@pytest.mark.model
+def test_an_over_long_comment_gets_a_field_error_and_stores_nothing_new(
+    service: str, stub: SlackStub, records: Records
+) -> None:
+    request_id, view = rated_down(service, stub)
+    before = records.feedback(request_id)
+    response = post_signed(
+        service,
+        submission_body(view, "x" * (MAX_COMMENT_CHARS + 1)),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    assert response.json() == {"response_action": "errors", "errors": {COMMENT_BLOCK_ID: TOO_LONG}}
+    assert records.feedback(request_id) == before
+
+
+@pytest.mark.model
+def test_a_forged_comment_submission_is_rejected_and_stores_nothing(
+    service: str, stub: SlackStub, records: Records
+) -> None:
+    request_id, view = rated_down(service, stub)
+    before = records.feedback(request_id)
+    body = submission_body(view, "Forged comment")
+    for secret in ("another-secret", ""):
+        forged = click(service, body, secret=secret)
+        assert forged.status_code == 401
+        assert forged.json()["error"]["code"] == "invalid_signature"
+    unsigned = httpx.post(
+        f"{service}/slack/events",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    assert unsigned.status_code == 401
+    assert records.feedback(request_id) == before
 
 
 @pytest.mark.model

@@ -5,11 +5,13 @@ the fixed crisis message and the disclaimer only: nothing from the article. Any 
 carries the crisis resources (distress below the crisis threshold) opens with the same fixed
 message, then goes on as usual. An answered reply given a request id carries "Helpful" / "Not
 helpful" buttons just above the disclaimer, their value the reply's request id; once rated, the
-chosen button is highlighted and a thank-you line follows it.
+chosen button is highlighted and a thank-you line follows it. "Not helpful" also opens a modal
+asking, optionally, what was missing.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from urllib.parse import quote, urlsplit
 
 from ragbot.guardrails import CRISIS_MESSAGE, DISCLAIMER
 from ragbot.models import Answer, Citation
+from ragbot.records import MAX_COMMENT_CHARS
 
 # Limits from Slack's Block Kit reference (docs.slack.dev/reference/block-kit):
 MAX_BLOCKS = 50  # blocks in one message
@@ -42,6 +45,17 @@ RATING_LABELS = {"up": "Helpful", "down": "Not helpful"}
 RATING_ACTIONS = {"up": RATE_UP_ACTION, "down": RATE_DOWN_ACTION}
 RATED_TEXT = "Thanks for your feedback. You rated this answer *{label}*; click again to change it."
 RATING_BLOCKS = 2  # the buttons and, once rated, the thank-you line
+
+# The comment modal after "Not helpful". A modal's title, submit and close labels hold at most 24
+# characters (docs.slack.dev/reference/views/modal-views).
+COMMENT_CALLBACK_ID = "ragbot_comment"
+COMMENT_BLOCK_ID = "ragbot_comment"
+COMMENT_ACTION_ID = "ragbot_comment_text"
+COMMENT_TITLE = "What was missing?"
+COMMENT_SUBMIT = "Send"
+COMMENT_CLOSE = "Skip"
+COMMENT_LABEL = "What should the answer have said? (optional)"
+COMMENT_HINT = "Emails and phone numbers are removed before it is kept."
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _LINK_TOKEN = re.compile(r"<([^<>]*)>")
@@ -154,6 +168,33 @@ def rated_blocks(blocks: Sequence[Block], request_id: str, rating: str) -> list[
         thanks = RATED_TEXT.format(label=RATING_LABELS[rating])
         out.append({**_context(thanks), "block_id": RATED_BLOCK_ID})
     return out
+
+
+def comment_modal(request_id: str) -> Block:
+    """The modal asking why a reply was not helpful; its private_metadata holds the request id."""
+    return {
+        "type": "modal",
+        "callback_id": COMMENT_CALLBACK_ID,
+        "title": {"type": "plain_text", "text": COMMENT_TITLE},
+        "submit": {"type": "plain_text", "text": COMMENT_SUBMIT},
+        "close": {"type": "plain_text", "text": COMMENT_CLOSE},
+        "private_metadata": json.dumps({"request_id": request_id}),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": COMMENT_BLOCK_ID,
+                "optional": True,
+                "label": {"type": "plain_text", "text": COMMENT_LABEL},
+                "hint": {"type": "plain_text", "text": COMMENT_HINT},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": COMMENT_ACTION_ID,
+                    "multiline": True,
+                    "max_length": MAX_COMMENT_CHARS,
+                },
+            }
+        ],
+    }
 
 
 def notice_reply(message: str) -> Reply:

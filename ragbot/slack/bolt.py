@@ -2,7 +2,7 @@
 
 Every reply the pipeline makes gets a request id and a record (channel "slack", written after the
 reply is posted, never delaying or breaking it); an answered one carries the rating buttons, whose
-clicks ratings.py handles.
+clicks ratings.py handles, and comments.py the comment modal a "Not helpful" click opens.
 
 Bolt runs with process_before_response=False: an event is acknowledged before its listener runs,
 and every listener runs on Bolt's own thread pool, so the CPU-bound Pipeline.ask never runs on the
@@ -39,6 +39,7 @@ from ragbot.pipeline import Pipeline
 from ragbot.records import Records
 from ragbot.records.keep import keep_reply
 from ragbot.slack.blocks import Reply, answer_reply, notice_reply, question_from_slack, usage_reply
+from ragbot.slack.comments import listen_for_comments
 from ragbot.slack.ratings import RecordsGetter, listen_for_ratings
 from ragbot.store import Store
 
@@ -140,6 +141,7 @@ def build_bolt_app(
     app.use(DedupeEvents(get_store))
     answers = _Answers(settings, get_pipeline, get_store, get_records)
     listen_for_ratings(app, get_records)
+    listen_for_comments(app, get_records)
 
     def first_time(channel: str, ts: str) -> bool:
         try:
