@@ -25,6 +25,7 @@ HOLDOUTS = (
     "holdout_v3.jsonl",
     "holdout_v4.jsonl",
     "holdout_v5.jsonl",
+    "holdout_v6.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
