@@ -71,3 +71,24 @@ def blend(own: Retrieval, context: Retrieval, weight: float = CONTEXT_WEIGHT) ->
     for hit in ranked:
         sections.setdefault(hit.section_id, hit.score)
     return Retrieval(ranked, list(sections.items()))
+
+
+# A follow-up asks for something new, but the answer is often a sentence the reply before
+# already quoted among its three: shown sentences keep this share of their score rather than
+# being left out (chosen on both dialogue tuning sets: leaving them out cost 12 points, halving
+# them gained 3; README: Conversations).
+SHOWN_WEIGHT = 0.5
+
+
+def demote(retrieval: Retrieval, shown: set[str], weight: float = SHOWN_WEIGHT) -> Retrieval:
+    """The ranking with the scores of sentences already shown multiplied by `weight`."""
+    if not shown:
+        return retrieval
+    ranked = sorted(
+        (replace(h, score=h.score * weight) if h.ref in shown else h for h in retrieval.sentences),
+        key=lambda h: -h.score,
+    )
+    sections: dict[str, float] = {}
+    for hit in ranked:
+        sections.setdefault(hit.section_id, hit.score)
+    return Retrieval(ranked, list(sections.items()))

@@ -16,6 +16,7 @@ from ragbot.conversation import (
     CONTEXT_WEIGHT,
     Turn,
     blend,
+    demote,
     last_section,
     shown_sentences,
 )
@@ -246,7 +247,7 @@ class Pipeline:
             article = route.p("article")
             if context is not None and context_vector is not None:
                 around = self.retriever.retrieve(context, context_vector)
-                retrieval = blend(retrieval, around, CONTEXT_WEIGHT)
+                retrieval = demote(blend(retrieval, around, CONTEXT_WEIGHT), shown)
                 if self.retriever.vocabulary.knows_all(words(text)):
                     # "why?", "and after that?" are about nothing alone: whether they are about
                     # the article is read with the question they follow. A follow-up that brings

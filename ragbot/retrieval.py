@@ -92,12 +92,6 @@ class Retrieval:
     sentences: list[Hit]  # every sentence, best first; score: probability that it answers
     sections: list[tuple[str, float]]  # section_id and its best sentence's score, best first
 
-    def without(self, refs: set[str]) -> Retrieval:
-        """The same ranking without sentences already shown (a follow-up asks for more)."""
-        if not refs:
-            return self
-        return Retrieval([h for h in self.sentences if h.ref not in refs], self.sections)
-
     @property
     def best(self) -> float:
         """The best sentence's probability of answering (0 when the index is empty)."""

@@ -25,7 +25,7 @@ FIRST = "How long do the effects of ketamine last?"
         ("what else does it say", "more"),
         ("go on then", "more"),
         ("why?", "followup"),
-        ("and after that?", "followup"),
+        ("is that permanent?", "followup"),
         ("how long does it stay in the body", "followup"),
         ("what about long term?", "followup"),
         ("Is ketamine addictive?", "new"),
