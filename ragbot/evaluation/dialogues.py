@@ -15,7 +15,7 @@ from ragbot.models import Answer
 
 FOLDER = "dialogues"
 TUNES = ("tune.jsonl", "tune_v2.jsonl")
-HOLDOUTS = ("holdout_v1.jsonl", "holdout_v2.jsonl")
+HOLDOUTS = ("holdout_v1.jsonl", "holdout_v2.jsonl", "holdout_v3.jsonl")
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
 
