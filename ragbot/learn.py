@@ -24,7 +24,7 @@ from ragbot.guardrails import match_rules
 from ragbot.manifest import Manifest
 from ragbot.query import clauses, expand
 from ragbot.router import Example, Router, examples_hash, load_examples, train_router
-from ragbot.turns import TurnClassifier, load_turn_examples, train_turns
+from ragbot.turns import TurnClassifier, load_turn_examples, train_turns, turn_examples_hash
 
 if TYPE_CHECKING:
     from ragbot.index import Index
@@ -34,6 +34,7 @@ EXAMPLES_FILE = "examples.npz"
 # Routers already trained in this process, by model fingerprint and training-data hash: training
 # is deterministic, so a rebuild over an unchanged corpus need not fit the folds again.
 _ROUTERS: dict[tuple[str, str], Router] = {}
+_TURNS: dict[tuple[str, str], TurnClassifier] = {}  # the same, for turn classifiers
 # Example vectors met in this process, by model fingerprint (the build folder keeps them too).
 _VECTORS: dict[str, dict[str, Vectors]] = {}
 
@@ -131,7 +132,10 @@ def learn(
     turn_texts = [expand(ex.text) for ex in turn_examples]
     turn_vectors, turn_embedded = embed_examples(embedder, turn_texts, cache)
     embedded += turn_embedded
-    turns = train_turns(turn_examples, turn_vectors)
+    turns_key = (fingerprint(embedder), turn_examples_hash(turn_examples))
+    turns = _TURNS.get(turns_key)
+    if turns is None:
+        turns = _TURNS[turns_key] = train_turns(turn_examples, turn_vectors)
 
     folder = index.path
     router.save(folder)

@@ -12,6 +12,7 @@ The reviewed "more" pattern stays as a floor for the explicit phrasings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -100,6 +101,14 @@ def load_turn_examples(
             except (ValueError, KeyError, TypeError) as exc:
                 raise BuildError(f"{path.name}:{number} is not a dialogue: {exc}") from exc
     return out
+
+
+def turn_examples_hash(examples: Sequence[TurnExample]) -> str:
+    """SHA-256 of the turn classifier's training data."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(f"{ex.batch}\t{ex.kind}\t{ex.text}\n".encode())
+    return digest.hexdigest()
 
 
 def _data_root(folder: Path | None) -> Path:
