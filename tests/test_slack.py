@@ -867,6 +867,21 @@ def click(base: str, body: bytes, secret: str = SECRET) -> httpx.Response:
     return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=10)
 
 
+def assert_refused_unless_signed(service: str, body: bytes) -> None:
+    """The body signed with the wrong secret, with an empty one, or not at all: 401 each time."""
+    for secret in ("another-secret", ""):
+        forged = click(service, body, secret=secret)
+        assert forged.status_code == 401
+        assert forged.json()["error"]["code"] == "invalid_signature"
+    unsigned = httpx.post(
+        f"{service}/slack/events",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    assert unsigned.status_code == 401
+
+
 def answered_mention(service: str, stub: SlackStub, channel: str) -> Call:
     """Mention the bot with QUESTION in `channel`; its reply once the work on it is over."""
     ts = message_ts()
@@ -942,17 +957,7 @@ def test_a_forged_click_is_rejected_and_stores_nothing(
     request_id = request_id_of(reply.payload["blocks"])
     name = unique("forged")
     body = click_body(stub, name, RATE_DOWN_ACTION, request_id, None)
-    for secret in ("another-secret", ""):
-        response = click(service, body, secret=secret)
-        assert response.status_code == 401
-        assert response.json()["error"]["code"] == "invalid_signature"
-    unsigned = httpx.post(
-        f"{service}/slack/events",
-        content=body,
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-        timeout=10,
-    )
-    assert unsigned.status_code == 401
+    assert_refused_unless_signed(service, body)
     assert records.feedback(request_id) is None
     assert [c for c in stub.calls if c.path.endswith(f"/{name}")] == []
 
@@ -1130,17 +1135,7 @@ def test_a_forged_comment_submission_is_rejected_and_stores_nothing(
     request_id, view = rated_down(service, stub)
     before = records.feedback(request_id)
     body = submission_body(view, "Forged comment")
-    for secret in ("another-secret", ""):
-        forged = click(service, body, secret=secret)
-        assert forged.status_code == 401
-        assert forged.json()["error"]["code"] == "invalid_signature"
-    unsigned = httpx.post(
-        f"{service}/slack/events",
-        content=body,
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-        timeout=10,
-    )
-    assert unsigned.status_code == 401
+    assert_refused_unless_signed(service, body)
     assert records.feedback(request_id) == before
 
 
