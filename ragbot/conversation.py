@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from ragbot.index import Index
+from ragbot.models import Hit
 from ragbot.retrieval import Retrieval
 
 
@@ -63,14 +64,7 @@ def blend(own: Retrieval, context: Retrieval, weight: float = CONTEXT_WEIGHT) ->
     for h in context.sentences:
         scores[h.ref] = scores.get(h.ref, 0.0) + weight * h.score
     hits = {h.ref: h for h in (*context.sentences, *own.sentences)}
-    ranked = sorted(
-        (replace(hits[ref], score=score) for ref, score in scores.items()),
-        key=lambda h: -h.score,
-    )
-    sections: dict[str, float] = {}
-    for hit in ranked:
-        sections.setdefault(hit.section_id, hit.score)
-    return Retrieval(ranked, list(sections.items()))
+    return _ranked(replace(hits[ref], score=score) for ref, score in scores.items())
 
 
 # A follow-up asks for something new, but the answer is often a sentence the reply before
@@ -84,10 +78,14 @@ def demote(retrieval: Retrieval, shown: set[str], weight: float = SHOWN_WEIGHT) 
     """The ranking with the scores of sentences already shown multiplied by `weight`."""
     if not shown:
         return retrieval
-    ranked = sorted(
-        (replace(h, score=h.score * weight) if h.ref in shown else h for h in retrieval.sentences),
-        key=lambda h: -h.score,
+    return _ranked(
+        replace(h, score=h.score * weight) if h.ref in shown else h for h in retrieval.sentences
     )
+
+
+def _ranked(hits: Iterable[Hit]) -> Retrieval:
+    """Rescored sentences as a Retrieval: best first, each section scored by its best."""
+    ranked = sorted(hits, key=lambda h: -h.score)
     sections: dict[str, float] = {}
     for hit in ranked:
         sections.setdefault(hit.section_id, hit.score)

@@ -120,6 +120,7 @@ class TurnsInfo:
     held_out_followup_more_accuracy: float
     held_out_more_recall: float
     C: float  # inverse regularisation, scikit-learn's name
+    embedding_weight: float
     seed: int
 
 
@@ -403,6 +404,7 @@ def _turns(t: _Object) -> TurnsInfo:
         held_out_followup_more_accuracy=t.number("held_out_followup_more_accuracy"),
         held_out_more_recall=t.number("held_out_more_recall"),
         C=t.number("C"),
+        embedding_weight=t.number("embedding_weight"),
         seed=t.integer("seed"),
     )
 

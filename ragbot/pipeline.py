@@ -210,7 +210,12 @@ class Pipeline:
         n_said = 1 + n_parts + len(said)
         earlier_vectors = vectors[n_said + (1 if context else 0) :]
         kind = self.turns.kind(text, vector[None, :], bool(turns))
-        context_vector = vectors[n_said] if kind == "followup" else None
+        # A follow-up is also routed as read with the question it follows.
+        in_context = (
+            self.router.route(context, vectors[n_said])
+            if kind == "followup" and context is not None
+            else None
+        )
         if kind != "new":
             parts = []  # a follow-up's "and" joins it to the answer before, not two questions
         clock.lap("embed")
@@ -219,12 +224,7 @@ class Pipeline:
         # "forever?" after "does it rewire your brain" reads as crisis alone but not with the
         # question it follows: it is answered, with the resources first. A crisis pattern still
         # decides alone (screen() below), and "ok. i took all of them" is a crisis either way.
-        if (
-            kind == "followup"
-            and route.crisis
-            and context is not None
-            and not self.router.route(context, vectors[n_said]).crisis
-        ):
+        if in_context is not None and route.crisis and not in_context.crisis:
             route = replace(route, crisis=False, distress=True)
         screening = screen(text, route, self.screen_policy)
         in_crisis_before = any(
@@ -245,14 +245,14 @@ class Pipeline:
         else:
             retrieval = self.retriever.retrieve(query, vector)
             article = route.p("article")
-            if context is not None and context_vector is not None:
-                around = self.retriever.retrieve(context, context_vector)
+            if context is not None and in_context is not None:
+                around = self.retriever.retrieve(context, vectors[n_said])
                 retrieval = demote(blend(retrieval, around, CONTEXT_WEIGHT), shown)
                 if self.retriever.vocabulary.knows_all(words(text)):
                     # "why?", "and after that?" are about nothing alone: whether they are about
                     # the article is read with the question they follow. A follow-up that brings
                     # a subject the article never names ("what about migraines?") is judged alone.
-                    article = max(article, self.router.route(context, context_vector).p("article"))
+                    article = max(article, in_context.p("article"))
             part_retrievals = [
                 self.retriever.retrieve(p, v)
                 for p, v in zip(parts, vectors[1 : 1 + len(parts)], strict=True)

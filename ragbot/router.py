@@ -226,44 +226,63 @@ class Router:
 
     def save(self, folder: Path) -> Path:
         """Write router.npz into a build folder."""
-        path = folder / ROUTER_FILE
-        with path.open("wb") as fh:
-            np.savez(
-                fh,
-                coef=self.coef.astype(np.float32),
-                intercept=self.intercept,
-                thresholds=np.array(
-                    [self.crisis_threshold, self.distress_threshold, self.clause_threshold]
-                ),
-                meta=np.array(json.dumps(self.meta, sort_keys=True)),
-            )
-        return path
+        thresholds = [self.crisis_threshold, self.distress_threshold, self.clause_threshold]
+        return save_linear(
+            folder / ROUTER_FILE,
+            self.coef,
+            self.intercept,
+            self.meta,
+            thresholds=np.array(thresholds),
+        )
 
     @classmethod
     def load(cls, folder: Path) -> Router:
         """Read router.npz from a build folder."""
         path = folder / ROUTER_FILE
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                coef = data["coef"].astype(np.float64)
-                intercept = data["intercept"].astype(np.float64)
-                crisis, distress, clause = (float(v) for v in data["thresholds"])
-                meta = json.loads(str(data["meta"]))
-        except (OSError, KeyError, ValueError) as exc:
-            raise IndexCorrupt(
-                f"{folder}/{ROUTER_FILE} cannot be read ({exc}): run `ragbot build-index`"
-            ) from exc
-        if meta.get("embedding_weight") != EMBEDDING_WEIGHT:
-            # Serving weighs the views as this code does; weights fit otherwise would misread.
-            raise IndexCorrupt(
-                f"{folder}/{ROUTER_FILE} was trained with another embedding weight: "
-                "run `ragbot build-index`"
-            )
-        if coef.shape != (len(INTENTS), coef.shape[1]) or intercept.shape != (len(INTENTS),):
-            raise IndexCorrupt(
-                f"{folder}/{ROUTER_FILE} has the wrong shape: run `ragbot build-index`"
-            )
+        coef, intercept, meta, (thresholds,) = load_linear(path, len(INTENTS), "thresholds")
+        if thresholds.shape != (3,):
+            raise IndexCorrupt(f"{path} has the wrong shape: run `ragbot build-index`")
+        crisis, distress, clause = (float(v) for v in thresholds)
         return cls(coef, intercept, crisis, distress, clause, meta)
+
+
+def save_linear(
+    path: Path, coef: ArrayF, intercept: ArrayF, meta: dict[str, Any], **arrays: Any
+) -> Path:
+    """Write a linear model over `features()` (the router's, the turn classifier's) as .npz,
+    with its meta as JSON and any further arrays."""
+    with path.open("wb") as fh:
+        np.savez(
+            fh,
+            coef=coef.astype(np.float32),
+            intercept=intercept,
+            meta=np.array(json.dumps(meta, sort_keys=True)),
+            **arrays,
+        )
+    return path
+
+
+def load_linear(
+    path: Path, rows: int, *arrays: str
+) -> tuple[ArrayF, ArrayF, dict[str, Any], list[npt.NDArray[Any]]]:
+    """What `save_linear` wrote: weights, meta and the named arrays. IndexCorrupt when the file
+    is unreadable, has the wrong shape, or was fit with another embedding weight than serving
+    uses (both views are weighed by this code, so such weights would misread)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            coef = data["coef"].astype(np.float64)
+            intercept = data["intercept"].astype(np.float64)
+            meta = json.loads(str(data["meta"]))
+            extra = [np.asarray(data[name]) for name in arrays]
+    except (OSError, KeyError, ValueError) as exc:
+        raise IndexCorrupt(f"{path} cannot be read ({exc}): run `ragbot build-index`") from exc
+    if meta.get("embedding_weight") != EMBEDDING_WEIGHT:
+        raise IndexCorrupt(
+            f"{path} was trained with another embedding weight: run `ragbot build-index`"
+        )
+    if coef.ndim != 2 or coef.shape[0] != rows or intercept.shape != (rows,):
+        raise IndexCorrupt(f"{path} has the wrong shape: run `ragbot build-index`")
+    return coef, intercept, meta, extra
 
 
 def _ordered(model: Any) -> tuple[ArrayF, ArrayF]:

@@ -24,13 +24,16 @@ from typing import Any, Literal
 import numpy as np
 
 from ragbot.embeddings import Vectors
-from ragbot.errors import BuildError, IndexCorrupt
+from ragbot.errors import BuildError
 from ragbot.query import expand, normalize
 from ragbot.router import (
+    EMBEDDING_WEIGHT,
     ArrayF,
     Example,
     features,
     linear_probabilities,
+    load_linear,
+    save_linear,
 )
 
 Kind = Literal["new", "followup", "more"]
@@ -161,33 +164,12 @@ class TurnClassifier:
 
     def save(self, folder: Path) -> Path:
         """Write turns.npz into a build folder."""
-        path = folder / TURNS_FILE
-        with path.open("wb") as fh:
-            np.savez(
-                fh,
-                coef=self.coef.astype(np.float32),
-                intercept=self.intercept,
-                meta=np.array(json.dumps(self.meta, sort_keys=True)),
-            )
-        return path
+        return save_linear(folder / TURNS_FILE, self.coef, self.intercept, self.meta)
 
     @classmethod
     def load(cls, folder: Path) -> TurnClassifier:
         """Read turns.npz from a build folder."""
-        path = folder / TURNS_FILE
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                coef = data["coef"].astype(np.float64)
-                intercept = data["intercept"].astype(np.float64)
-                meta = json.loads(str(data["meta"]))
-        except (OSError, KeyError, ValueError) as exc:
-            raise IndexCorrupt(
-                f"{folder}/{TURNS_FILE} cannot be read ({exc}): run `ragbot build-index`"
-            ) from exc
-        if coef.shape[0] != len(KINDS) or intercept.shape != (len(KINDS),):
-            raise IndexCorrupt(
-                f"{folder}/{TURNS_FILE} has the wrong shape: run `ragbot build-index`"
-            )
+        coef, intercept, meta, _ = load_linear(folder / TURNS_FILE, len(KINDS))
         return cls(coef, intercept, meta)
 
 
@@ -237,6 +219,7 @@ def train_turns(examples: Sequence[TurnExample], vectors: Vectors) -> TurnClassi
             float(np.mean([h == "more" for h, k in scored if k == "more"])), 4
         ),
         "C": C,
+        "embedding_weight": EMBEDDING_WEIGHT,
         "seed": SEED,
     }
     return TurnClassifier(coef, intercept, meta)

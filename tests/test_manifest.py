@@ -146,6 +146,7 @@ FORMAT_3 = json.loads(
             "held_out_followup_more_accuracy": 0.7089,
             "held_out_more_recall": 0.7957,
             "C": 1.0,
+            "embedding_weight": 0.5,
             "seed": 0
         }
     },
