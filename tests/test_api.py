@@ -43,12 +43,12 @@ SECTION_QUESTIONS = [
     ("How does Nue Life supervise ketamine experiences?", "directly supervised and monitored"),
 ]
 
-# Misses measured when the router and ranker were trained (README: what did not generalise):
-# the first reads as a history question the article does not cover (router p(article) 0.34
-# since the eighth batch's near misses; it was answered with seven batches), the second as "how
-# long does it last after administration" (45-90 minutes, fourteen days).
+# A miss measured when the router and ranker were trained (README: what did not generalise): it
+# reads as a history question the article does not cover (router p(article) 0.34 since the
+# eighth batch's near misses; it was answered with seven batches). "What happens to ketamine
+# after administration?" was a miss until the `coverage` batch.
 ROUTER_MISS = "What was ketamine initially developed as?"
-KNOWN_MISSES = frozenset({ROUTER_MISS, "What happens to ketamine after administration?"})
+KNOWN_MISSES = frozenset({ROUTER_MISS})
 ANSWERED_QUESTIONS = [
     pytest.param(q, e, marks=pytest.mark.xfail(strict=True, reason="known miss"))
     if q in KNOWN_MISSES

@@ -14,8 +14,8 @@ from ragbot.conversation import Turn
 from ragbot.models import Answer
 
 FOLDER = "dialogues"
-TUNES = ("tune.jsonl", "tune_v2.jsonl")
-HOLDOUTS = ("holdout_v1.jsonl", "holdout_v2.jsonl", "holdout_v3.jsonl")
+TUNES = ("tune.jsonl", "tune_v2.jsonl", "tune_v3.jsonl")
+HOLDOUTS = ("holdout_v1.jsonl", "holdout_v2.jsonl", "holdout_v3.jsonl", "holdout_v4.jsonl")
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
 

@@ -26,6 +26,7 @@ HOLDOUTS = (
     "holdout_v4.jsonl",
     "holdout_v5.jsonl",
     "holdout_v6.jsonl",
+    "holdout_v7.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
