@@ -30,7 +30,7 @@ EXIT_INDEX = 3  # the index is missing, stale, corrupt or mismatched
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `ragbot`, every subcommand (also what tests parse their arguments with)."""
     parser = argparse.ArgumentParser(prog="ragbot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

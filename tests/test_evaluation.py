@@ -19,6 +19,7 @@ from ragbot.baselines import (
     naive_chunks,
     raw_body,
 )
+from ragbot.cli import build_parser
 from ragbot.config import Settings
 from ragbot.corpus import corpus_files, load_corpus
 from ragbot.embeddings import Embedder, HashingEmbedder, Vectors
@@ -503,16 +504,11 @@ def hashing_settings(
     return settings
 
 
-def eval_args(out: Path, thresholds: Path | None, **kw: object) -> argparse.Namespace:
-    base = {
-        "questions": None,
-        "url": None,
-        "baseline": False,
-        "out": str(out),
-        "split": "test",
-        "thresholds": str(thresholds) if thresholds else None,
-    }
-    return argparse.Namespace(**{**base, **kw})
+def eval_args(out: Path, thresholds: Path, *flags: str) -> argparse.Namespace:
+    """`ragbot eval --split test --out OUT --thresholds FILE [flags]`, as the command line parses
+    it (a later `--split` wins)."""
+    argv = ["eval", "--split", "test", "--out", str(out), "--thresholds", str(thresholds), *flags]
+    return build_parser().parse_args(argv)
 
 
 def test_run_cli_exits_1_naming_each_failing_metric(
@@ -530,7 +526,7 @@ def test_run_cli_exits_1_naming_each_failing_metric(
         '"mean_words": {"max": 1}}',
         "utf-8",
     )
-    assert run_cli(eval_args(tmp_path, thresholds, baseline=True), hashing_settings) == 1
+    assert run_cli(eval_args(tmp_path, thresholds, "--baseline"), hashing_settings) == 1
     out, err = capsys.readouterr()
     assert "gate FAILED" in err and "answer_hit_rate" in err and "mean_words" in err
     assert "disclaimer_rate" not in err
@@ -554,7 +550,7 @@ def test_run_cli_exits_0_when_every_threshold_holds(
     thresholds.write_text(
         '{"disclaimer_rate": {"min": 1.0}, "verbatim_rate": {"min": 1.0}}', "utf-8"
     )
-    assert run_cli(eval_args(tmp_path, thresholds, split="tune"), hashing_settings) == 0
+    assert run_cli(eval_args(tmp_path, thresholds, "--split", "tune"), hashing_settings) == 0
     assert "PASS  disclaimer_rate" in capsys.readouterr().out
 
 

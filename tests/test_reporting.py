@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from ragbot.api.app import create_app
-from ragbot.cli import main
+from ragbot.cli import build_parser, main
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder, HashingEmbedder
 from ragbot.errors import RagbotError
@@ -125,17 +125,9 @@ def seed(store: Records, rows: list[dict[str, Any]]) -> None:
 # The evaluation feeds the report
 
 
-def eval_args(out: Path, **kw: object) -> argparse.Namespace:
-    base = {
-        "questions": None,
-        "url": None,
-        "baseline": False,
-        "out": str(out),
-        "split": "test",
-        "thresholds": None,
-        "record": True,
-    }
-    return argparse.Namespace(**{**base, **kw})
+def eval_args(out: Path) -> argparse.Namespace:
+    """`ragbot eval --split test --record --out OUT`, as the command line parses it."""
+    return build_parser().parse_args(["eval", "--split", "test", "--record", "--out", str(out)])
 
 
 def test_a_recorded_evaluation_gives_the_report_the_evaluations_own_counts(
