@@ -194,10 +194,11 @@ def post_signed(
     content_type: str = "application/json",
     extra_headers: dict[str, str] | None = None,
     timestamp: int | None = None,
+    secret: str = SECRET,
 ) -> httpx.Response:
     headers = {
         "Content-Type": content_type,
-        **sign(SECRET, body, timestamp),
+        **sign(secret, body, timestamp),
         **(extra_headers or {}),
     }
     return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=10)
@@ -757,11 +758,7 @@ def test_slash_command_is_acknowledged_within_3_seconds_and_answered_via_respons
 ) -> None:
     name = unique("cmd")
     started = time.perf_counter()
-    ack = post_signed(
-        service,
-        command_body(stub, name, QUESTION),
-        content_type="application/x-www-form-urlencoded",
-    )
+    ack = post_form(service, command_body(stub, name, QUESTION))
     elapsed = time.perf_counter() - started
 
     assert ack.status_code == 200
@@ -778,11 +775,7 @@ def test_slash_command_is_acknowledged_within_3_seconds_and_answered_via_respons
 def test_an_empty_slash_command_gets_the_usage_with_the_disclaimer_at_once(
     service: str, stub: SlackStub
 ) -> None:
-    ack = post_signed(
-        service,
-        command_body(stub, unique("cmd"), "   "),
-        content_type="application/x-www-form-urlencoded",
-    )
+    ack = post_form(service, command_body(stub, unique("cmd"), "   "))
     assert ack.status_code == 200
     assert "/ketamine-faq" in ack.json()["text"]
     assert ends_with_disclaimer(ack.json()["blocks"])
@@ -801,11 +794,7 @@ def test_a_public_slash_command_answers_in_channel(
     )
     with serve(create_app(settings, real_pipeline)) as base:
         name = unique("pub")
-        ack = post_signed(
-            base,
-            command_body(stub, name, QUESTION, command="/ask-article"),
-            content_type="application/x-www-form-urlencoded",
-        )
+        ack = post_form(base, command_body(stub, name, QUESTION, command="/ask-article"))
         assert ack.json()["response_type"] == "in_channel"
         [reply] = responses(stub, name)
     assert reply.payload["response_type"] == "in_channel"
@@ -862,15 +851,15 @@ def click_body(
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
-def click(base: str, body: bytes, secret: str = SECRET) -> httpx.Response:
-    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(secret, body)}
-    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=10)
+def post_form(base: str, body: bytes, secret: str = SECRET) -> httpx.Response:
+    """A signed form post, as Slack sends slash commands, button clicks and modal submissions."""
+    return post_signed(base, body, content_type="application/x-www-form-urlencoded", secret=secret)
 
 
 def assert_refused_unless_signed(service: str, body: bytes) -> None:
     """The body signed with the wrong secret, with an empty one, or not at all: 401 each time."""
     for secret in ("another-secret", ""):
-        forged = click(service, body, secret=secret)
+        forged = post_form(service, body, secret=secret)
         assert forged.status_code == 401
         assert forged.json()["error"]["code"] == "invalid_signature"
     unsigned = httpx.post(
@@ -924,7 +913,7 @@ def test_a_signed_click_stores_the_rating_and_redraws_the_message_and_a_second_c
         "blocks": reply.payload["blocks"],
     }
     down = unique("rate")
-    ack = click(service, click_body(stub, down, RATE_DOWN_ACTION, request_id, message))
+    ack = post_form(service, click_body(stub, down, RATE_DOWN_ACTION, request_id, message))
     assert ack.status_code == 200
     [redraw] = responses(stub, down)
     rating = records.feedback(request_id)
@@ -940,7 +929,8 @@ def test_a_signed_click_stores_the_rating_and_redraws_the_message_and_a_second_c
     up = unique("rate")
     message["blocks"] = redrawn  # Slack sends the message as it now stands
     assert (
-        click(service, click_body(stub, up, RATE_UP_ACTION, request_id, message)).status_code == 200
+        post_form(service, click_body(stub, up, RATE_UP_ACTION, request_id, message)).status_code
+        == 200
     )
     [again] = responses(stub, up)
     rating = records.feedback(request_id)
@@ -968,7 +958,9 @@ def test_a_click_on_a_reply_with_no_record_stores_nothing_and_says_so_privately(
 ) -> None:
     name = unique("nobody")
     assert (
-        click(service, click_body(stub, name, RATE_UP_ACTION, "no-such-reply", None)).status_code
+        post_form(
+            service, click_body(stub, name, RATE_UP_ACTION, "no-such-reply", None)
+        ).status_code
         == 200
     )
     [told] = responses(stub, name)
@@ -982,10 +974,7 @@ def test_a_private_slash_command_answer_is_recorded_and_a_click_on_it_thanks_pri
 ) -> None:
     name = unique("cmd")
     body = command_body(stub, name, QUESTION)
-    assert (
-        post_signed(service, body, content_type="application/x-www-form-urlencoded").status_code
-        == 200
-    )
+    assert post_form(service, body).status_code == 200
     [reply] = responses(stub, name)
     request_id = request_id_of(reply.payload["blocks"])
     # The record is written just after the reply is sent.
@@ -997,7 +986,8 @@ def test_a_private_slash_command_answer_is_recorded_and_a_click_on_it_thanks_pri
     rate = unique("rate")
     # An ephemeral message: Slack's payload carries its container, not its blocks.
     assert (
-        click(service, click_body(stub, rate, RATE_UP_ACTION, request_id, None)).status_code == 200
+        post_form(service, click_body(stub, rate, RATE_UP_ACTION, request_id, None)).status_code
+        == 200
     )
     [thanks] = responses(stub, rate)
     assert (thanks.payload["text"], thanks.payload["response_type"]) == (THANKS, "ephemeral")
@@ -1018,7 +1008,7 @@ def rated_down(service: str, stub: SlackStub) -> tuple[str, dict[str, Any]]:
     request_id = request_id_of(reply.payload["blocks"])
     trigger = unique("trigger")
     body = click_body(stub, unique("rate"), RATE_DOWN_ACTION, request_id, None, trigger_id=trigger)
-    assert click(service, body).status_code == 200
+    assert post_form(service, body).status_code == 200
     calls = stub.wait_for(lambda calls: bool(modals_opened(calls, trigger)), WAIT)
     [opened] = modals_opened(calls, trigger)
     return request_id, opened.payload["view"]
@@ -1080,7 +1070,7 @@ def test_helpful_opens_no_modal(service: str, stub: SlackStub, records: Records)
     request_id = request_id_of(reply.payload["blocks"])
     name, trigger = unique("rate"), unique("trigger")
     body = click_body(stub, name, RATE_UP_ACTION, request_id, None, trigger_id=trigger)
-    assert click(service, body).status_code == 200
+    assert post_form(service, body).status_code == 200
     responses(stub, name)  # the thank-you comes after a modal would have been opened
     assert modals_opened(stub.calls_to("views.open"), trigger) == []
     rating = records.feedback(request_id)
@@ -1093,11 +1083,7 @@ def test_a_signed_comment_is_stored_redacted_on_that_replys_not_helpful_rating(
 ) -> None:
     request_id, view = rated_down(service, stub)
     comment = "Nothing on dosing for teenagers. Write to pat.doe@example.org"
-    response = post_signed(
-        service,
-        submission_body(view, comment),
-        content_type="application/x-www-form-urlencoded",
-    )
+    response = post_form(service, submission_body(view, comment))
     assert response.status_code == 200
     assert response.content == b""  # an empty acknowledgement closes the modal
     rating = records.feedback(request_id)
@@ -1105,9 +1091,7 @@ def test_a_signed_comment_is_stored_redacted_on_that_replys_not_helpful_rating(
     assert rating.comment == "Nothing on dosing for teenagers. Write to [email]"
 
     # Submitted empty, the modal changes nothing.
-    empty = post_signed(
-        service, submission_body(view, None), content_type="application/x-www-form-urlencoded"
-    )
+    empty = post_form(service, submission_body(view, None))
     assert empty.status_code == 200
     assert records.feedback(request_id) == rating
 
@@ -1118,11 +1102,7 @@ def test_an_over_long_comment_gets_a_field_error_and_stores_nothing_new(
 ) -> None:
     request_id, view = rated_down(service, stub)
     before = records.feedback(request_id)
-    response = post_signed(
-        service,
-        submission_body(view, "x" * (MAX_COMMENT_CHARS + 1)),
-        content_type="application/x-www-form-urlencoded",
-    )
+    response = post_form(service, submission_body(view, "x" * (MAX_COMMENT_CHARS + 1)))
     assert response.status_code == 200
     assert response.json() == {"response_action": "errors", "errors": {COMMENT_BLOCK_ID: TOO_LONG}}
     assert records.feedback(request_id) == before
