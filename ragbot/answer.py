@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ragbot.config import Settings
 from ragbot.guardrails import DISCLAIMER, NO_ANSWER_MESSAGE
@@ -21,6 +21,7 @@ class AnswerPolicy:
     min_answer_score: float  # least ranker probability of the best sentence before quoting
     min_article: float  # least router probability that the question is about the article
     extra_ratio: float  # a further sentence joins if its probability is this share of the best
+    followup_extra_ratio: float  # the same for a follow-up, whose ranking is less certain
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnswerPolicy:
@@ -30,7 +31,12 @@ class AnswerPolicy:
             min_answer_score=settings.min_answer_score,
             min_article=settings.min_article_probability,
             extra_ratio=settings.extra_sentence_ratio,
+            followup_extra_ratio=settings.followup_extra_sentence_ratio,
         )
+
+    def for_followup(self) -> AnswerPolicy:
+        """The policy for a follow-up: its runner-up sentences join at the follow-up ratio."""
+        return replace(self, extra_ratio=self.followup_extra_ratio)
 
 
 def is_answerable(retrieval: Retrieval, policy: AnswerPolicy, article: float = 1.0) -> bool:

@@ -116,10 +116,16 @@ class Settings(BaseSettings):
         description="The same, for a question that also matches a reviewed advice pattern.",
     )
     extra_sentence_ratio: float = Field(
-        0.15,
+        0.25,
         gt=0.0,
         le=1.0,
         description="A further sentence joins the answer if its probability is this share of the best.",
+    )
+    followup_extra_sentence_ratio: float = Field(
+        0.15,
+        gt=0.0,
+        le=1.0,
+        description="The same, for a follow-up: its ranking mixes two readings, so a runner-up joins more readily.",
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     candidates: int = Field(

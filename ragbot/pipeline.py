@@ -261,7 +261,7 @@ class Pipeline:
             answer = compose(
                 retrieval,
                 self.index,
-                self.policy,
+                self.policy.for_followup() if in_context is not None else self.policy,
                 self.settings.suggestions,
                 part_retrievals,
                 article=article,

@@ -19,6 +19,7 @@ def policy(**overrides: float) -> AnswerPolicy:
         "min_answer_score": 0.0,
         "min_article": 0.0,
         "extra_ratio": 0.15,
+        "followup_extra_ratio": 0.15,
     }
     values.update(overrides)
     return AnswerPolicy(**values)  # type: ignore[arg-type]
