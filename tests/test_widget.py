@@ -322,7 +322,7 @@ def test_demo_page_answers_with_a_citation_that_reveals_its_quote_and_the_discla
     expect(chips.first).to_have_text("What are the Effects of Ketamine on the Brain?")
     ask(page, QUESTION)
     answer = page.locator("li.answered").last
-    expect(answer).to_contain_text("45 to 90 minutes")
+    expect(answer).to_contain_text("up to fourteen days")
     marker = answer.get_by_role("button", name=re.compile(r"^Show source 1"))
     expect(marker).to_have_text("1")
     source = answer.locator("figure.source").nth(0)
@@ -330,7 +330,7 @@ def test_demo_page_answers_with_a_citation_that_reveals_its_quote_and_the_discla
     marker.press("Enter")
     expect(marker).to_have_attribute("aria-expanded", "true")
     expect(source).to_be_visible()
-    expect(source).to_contain_text("Ketamine is metabolized quickly in the body")
+    expect(source).to_contain_text("the metabolites of ketamine can remain in the system")
     expect(source).to_contain_text("How Long Does Ketamine Stay in the Body?")
     expect(answer.locator(".disclaimer")).to_be_visible()
     expect(answer.locator(".disclaimer")).to_contain_text("not medical advice")
@@ -363,7 +363,7 @@ def test_at_phone_width_the_panel_is_full_width_and_a_suggestion_chip_asks(
         assert box is not None and box["x"] == 0 and box["width"] == 375 and box["height"] == 740
         page.get_by_role("button", name="Ask: How Long Does Ketamine Stay in the Body?").click()
         answer = page.locator("li.answered").last
-        expect(answer).to_contain_text("45 to 90 minutes")
+        expect(answer).to_contain_text("up to fourteen days")
         answer.get_by_role("button", name=re.compile(r"^Show source 1")).click()
         expect(answer.locator("figure.source").first).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
@@ -487,7 +487,7 @@ def test_the_whole_flow_works_by_keyboard_and_the_answer_is_announced(
     page.keyboard.press("Enter")
     live = page.locator("[aria-live='polite']")
     expect(live).to_contain_text("Answer: ")
-    expect(live).to_contain_text("45 to 90 minutes")
+    expect(live).to_contain_text("up to fourteen days")
     # Back from the input into the conversation: the last suggestion chip.
     page.keyboard.press("Shift+Tab")
     assert "chip" in shadow_focus(page)
@@ -567,7 +567,7 @@ def test_with_the_service_down_the_widget_shows_an_error_and_recovers_on_retry(
         assert low_contrast_text(page) == []
         server.start()  # the same port again
         error.get_by_role("button", name="Retry sending your question").click()
-        expect(page.locator("li.answered")).to_contain_text("45 to 90 minutes")
+        expect(page.locator("li.answered")).to_contain_text("up to fourteen days")
         expect(error).to_have_count(0)
         expect(page.locator("li.user")).to_have_count(1)
         expect(page.get_by_role("textbox", name="Your question")).to_have_value("")
@@ -645,7 +645,7 @@ def test_timeouts_and_http_errors_show_a_short_message_and_retry(
 
     failure.clear()
     retry.click()
-    expect(page.locator("li.answered")).to_contain_text("45 to 90 minutes")
+    expect(page.locator("li.answered")).to_contain_text("up to fourteen days")
     expect(error).to_have_count(0)
     for route in held:
         with contextlib.suppress(Exception):  # the page gave up on it already
@@ -672,14 +672,14 @@ def test_aggressive_host_css_cannot_break_the_widget_and_cors_lets_that_site_cal
     open_widget(page)
     ask(page, QUESTION)
     answer = page.locator("li.answered").last
-    expect(answer).to_contain_text("45 to 90 minutes")  # the cross-origin call went through
+    expect(answer).to_contain_text("up to fourteen days")  # the cross-origin call went through
     text = answer.locator("p.text")
     assert text.evaluate("el => [getComputedStyle(el).fontSize, getComputedStyle(el).color]") == [
         "15px",
         "rgb(31, 41, 55)",
     ]
-    answer.get_by_role("button", name=re.compile("^Show source 2")).click()
-    expect(answer.locator("figure.source").nth(1)).to_be_visible()
+    answer.get_by_role("button", name=re.compile("^Show source 1")).click()
+    expect(answer.locator("figure.source").nth(0)).to_be_visible()
     expect(page.get_by_role("button", name="Send question")).to_be_visible()
     page.screenshot(path=str(screenshots / "widget-hostile-css-1280x800.png"))
 
