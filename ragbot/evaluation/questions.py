@@ -28,6 +28,7 @@ HOLDOUTS = (
     "holdout_v6.jsonl",
     "holdout_v7.jsonl",
     "holdout_v8.jsonl",
+    "holdout_v9.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
