@@ -10,13 +10,9 @@ export TRANSFORMERS_OFFLINE := 1
 run: install  ## install and run the service (builds the index when missing or stale)
 	$(VENV)/bin/ragbot serve
 
-test: install-test chromium servers axe  ## install and run every test (unit, real model, API, Slack, browser) and the wheel check
-	@# The wheel check runs beside pytest: it mostly waits on pip and one index build, and the
-	@# suite holds up on a busy machine (no test asserts on timing). Its output follows pytest's.
-	@log=$$(mktemp); $(PY) scripts/wheel_check.py >$$log 2>&1 & wheel=$$!; \
-	$(VENV)/bin/pytest; tests=$$?; \
-	wait $$wheel; check=$$?; echo "== wheel check (exit $$check) =="; cat $$log; rm -f $$log; \
-	test $$tests -eq 0 && test $$check -eq 0
+test: install-test chromium servers axe  ## install and run every test (unit, real model, API, Slack, browser)
+	$(VENV)/bin/pytest
+	$(MAKE) wheel-check
 
 wheel-check: install  ## prove the wheel: from an empty folder it builds, answers and serves; its serve-only install (no torch) serves the same index
 	$(PY) scripts/wheel_check.py
