@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,13 @@ def working_index_dir() -> Path:
     return Path.cwd() / "index"
 
 
+def user_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/ragbot`, else `~/.cache/ragbot`: build work worth keeping between
+    builds in different folders (the same model's vectors of the same texts, its ONNX export)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ragbot"
+
+
 class Settings(BaseSettings):
     """Every tunable of ragbot; each field is documented in the README's settings table."""
 
@@ -41,6 +49,11 @@ class Settings(BaseSettings):
     index_dir: Path = Field(
         default_factory=working_index_dir,
         description="Folder that holds the built index; default: ./index in the working folder.",
+    )
+    cache_dir: Path = Field(
+        default_factory=user_cache_dir,
+        description="Folder of build work reused across index folders (example vectors and the ONNX "
+        "export, named by the model's hash); default: $XDG_CACHE_HOME/ragbot, else ~/.cache/ragbot.",
     )
     model_name: str = Field(
         "sentence-transformers/all-MiniLM-L6-v2",

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,6 +74,10 @@ class ExamplePool:
     answers: tuple[tuple[int, ...], ...]  # sentence rows per example
     groups: tuple[str, ...]  # batch of each example: votes in training come from other batches
 
+    @cached_property
+    def _group_array(self) -> npt.NDArray[np.str_]:
+        return np.array(self.groups)  # once, not at each of the build's 2,000 votes
+
     def votes(self, query: Vectors, sentences: int, exclude_group: str | None = None) -> ArrayF:
         """Each sentence's share of the nearest examples' similarity, scaled so the best is 1."""
         out = np.zeros(sentences)
@@ -80,7 +85,7 @@ class ExamplePool:
             return out
         sims = np.asarray(self.vectors @ query, dtype=np.float64)
         if exclude_group is not None:
-            sims = np.where(np.array(self.groups) == exclude_group, -1.0, sims)
+            sims = np.where(self._group_array == exclude_group, -1.0, sims)
         k = min(VOTE_NEIGHBOURS, len(sims))
         for j in np.argpartition(-sims, k - 1)[:k]:
             if sims[j] > 0:

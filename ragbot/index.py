@@ -241,6 +241,7 @@ def build_index(
                 embedder,
                 RetrievalPolicy.from_settings(settings),
                 previous=root / "current",
+                cache_dir=settings.cache_dir,
                 say=say,
             )
             encoder = _export_encoder(tmp, settings, embedder, texts, indexes, say)
@@ -309,7 +310,7 @@ def _export_encoder(
         return None
     from ragbot import onnx_embedder as ox
 
-    ox.export(embedder.model, folder, cache=settings.index_dir / "cache", key=embedder.fingerprint)
+    ox.export(embedder.model, folder, settings.cache_dir / "onnx", embedder.fingerprint, say)
     ox.quantise(folder)
     ox.write_meta(folder, embedder.model_path, embedder, quantised=True)
     onnx = ox.OnnxEmbedder(folder, threads=os.cpu_count() or 1)

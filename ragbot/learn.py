@@ -3,8 +3,9 @@ labelled batches.
 
 All are trained by `ragbot build-index` (deterministic, offline) and saved in the build folder
 beside the index; the manifest records their files' hashes and the training data's hash. The
-example questions' vectors are kept too (`examples.npz`), so a rebuild with the same model only
-embeds the examples that changed.
+example questions' vectors are kept too (`examples.npz`, and a copy in the build cache), so a
+rebuild with the same model, here or in another index folder, only embeds the examples that
+changed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ragbot import build_cache
+from ragbot.build_cache import read_vectors, vectors_file
 from ragbot.embeddings import Embedder, Vectors, fingerprint
 from ragbot.errors import IndexError_
 from ragbot.fusion import ExamplePool, Ranker, train_ranker, untrained_ranker
@@ -35,6 +38,7 @@ EXAMPLES_FILE = "examples.npz"
 # is deterministic, so a rebuild over an unchanged corpus need not fit the folds again.
 _ROUTERS: dict[tuple[str, str], Router] = {}
 _TURNS: dict[tuple[str, str], TurnClassifier] = {}  # the same, for turn classifiers
+_RANKERS: dict[str, Ranker] = {}  # and for rankers, by what their training reads (_ranker_key)
 # Example vectors met in this process, by model fingerprint (the build folder keeps them too).
 _VECTORS: dict[str, dict[str, Vectors]] = {}
 
@@ -59,10 +63,9 @@ def previous_example_vectors(folder: Path, model_fingerprint: str) -> dict[str, 
     try:
         if Manifest.read(folder).model.fingerprint != model_fingerprint:
             return {}
-        with np.load(folder / EXAMPLES_FILE, allow_pickle=False) as data:
-            return {str(k): v for k, v in zip(data["keys"], data["vectors"], strict=True)}
-    except (IndexError_, OSError, KeyError, ValueError, TypeError):
+    except (IndexError_, OSError):
         return {}  # no usable earlier build: every example is embedded
+    return read_vectors(folder / EXAMPLES_FILE)
 
 
 def embed_examples(
@@ -87,17 +90,19 @@ def learn(
     policy: RetrievalPolicy,
     *,
     previous: Path | None = None,
+    cache_dir: Path | None = None,
     examples: Sequence[Example] | None = None,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> Learned:
     """Train the router, the ranker and the turn classifier for this index, and save them (and
-    the vectors) into it."""
-    from ragbot.retrieval import Retriever
-
+    the vectors) into it. Example vectors are reused from the `previous` build and from the
+    build cache in `cache_dir`, and left in both for the next build."""
     examples = list(examples if examples is not None else load_examples())
     cache = _VECTORS.setdefault(fingerprint(embedder), {})
-    if previous is not None and not cache:
-        cache.update(previous_example_vectors(previous, fingerprint(embedder)))
+    shared = vectors_file(cache_dir, fingerprint(embedder)) if cache_dir is not None else None
+    if not cache:
+        cache.update(read_vectors(shared) if shared is not None else {})
+        cache.update(previous_example_vectors(previous, fingerprint(embedder)) if previous else {})
     texts = [expand(ex.text) for ex in examples]
     vectors, embedded = embed_examples(embedder, texts, cache)
     pairs = [(i, c) for i, ex in enumerate(examples) for c in clauses(ex.text)]
@@ -109,24 +114,11 @@ def learn(
         floor = [(r := match_rules(ex.text)) is not None and r.label == "crisis" for ex in examples]
         router = _ROUTERS[key] = train_router(examples, vectors, floor, pairs, clause_vectors)
 
-    # The ranker's pool: article examples whose answers are sentences of this index.
-    row_of = {s.text: i for i, s in enumerate(index.sentences)}
-    members = [
-        i
-        for i, ex in enumerate(examples)
-        if ex.intent == "article" and any(g in row_of for g in ex.gold_sentences)
-    ]
-    pool = ExamplePool(
-        vectors[members] if members else np.zeros((0, embedder.dim), np.float32),
-        tuple(tuple(row_of[g] for g in examples[i].gold_sentences if g in row_of) for i in members),
-        tuple(examples[i].batch for i in members),
-    )
-    # The signals need the pool (its votes), not weights: any ranker over it will do.
-    retriever = Retriever(index, untrained_ranker(pool), policy)
-    features = [
-        retriever.features(texts[i], vectors[i], exclude_group=examples[i].batch) for i in members
-    ]
-    ranker = _fit_ranker(pool, features, say)
+    ranker_key = _ranker_key(index, embedder, examples, policy)
+    ranker = _RANKERS.get(ranker_key)
+    if ranker is None:
+        ranker = _train_ranker(index, embedder, policy, examples, texts, vectors, say)
+        _RANKERS[ranker_key] = ranker
 
     turn_examples = load_turn_examples(examples)
     turn_texts = [expand(ex.text) for ex in turn_examples]
@@ -148,13 +140,62 @@ def learn(
             keys=np.array([_key(t) for t in kept], dtype=str),
             vectors=np.concatenate([vectors, clause_vectors, turn_vectors]),
         )
+    if shared is not None and embedded:
+        build_cache.keep(shared, folder / EXAMPLES_FILE, say)
     say(
         f"router: {len(examples)} examples, held-out accuracy {router.meta['held_out_accuracy']}, "
         f"crisis threshold {router.crisis_threshold:.3f} (clauses {router.clause_threshold:.3f}); "
-        f"ranker: {len(members)} examples; turns: {len(turn_examples)} examples, held-out "
+        f"ranker: {len(ranker.pool.answers)} examples; turns: {len(turn_examples)} examples, held-out "
         f"follow-up/more accuracy {turns.meta['held_out_followup_more_accuracy']}"
     )
     return Learned(router, ranker, turns, embedded, len(kept) - embedded)
+
+
+def _ranker_key(
+    index: Index, embedder: Embedder, examples: Sequence[Example], policy: RetrievalPolicy
+) -> str:
+    """What the ranker's training depends on: the examples, the model, the retrieval settings,
+    and the sentences and headings of the index with their vectors."""
+    digest = hashlib.sha256()
+    digest.update(repr((fingerprint(embedder), examples_hash(examples), policy)).encode())
+    digest.update(repr((index.sentences, index.headings)).encode())
+    digest.update(repr(sorted((d.doc_id, d.title) for d in index.documents.values())).encode())
+    for kind in ("sentences", "headings"):
+        vectors = index.faiss[kind]
+        digest.update(np.ascontiguousarray(vectors.reconstruct_n(0, vectors.ntotal)).tobytes())
+    return digest.hexdigest()
+
+
+def _train_ranker(
+    index: Index,
+    embedder: Embedder,
+    policy: RetrievalPolicy,
+    examples: Sequence[Example],
+    texts: Sequence[str],
+    vectors: Vectors,
+    say: Callable[[str], None],
+) -> Ranker:
+    """The sentence ranker, trained on the article examples whose answers are in this index."""
+    from ragbot.retrieval import Retriever
+
+    # The ranker's pool: article examples whose answers are sentences of this index.
+    row_of = {s.text: i for i, s in enumerate(index.sentences)}
+    members = [
+        i
+        for i, ex in enumerate(examples)
+        if ex.intent == "article" and any(g in row_of for g in ex.gold_sentences)
+    ]
+    pool = ExamplePool(
+        vectors[members] if members else np.zeros((0, embedder.dim), np.float32),
+        tuple(tuple(row_of[g] for g in examples[i].gold_sentences if g in row_of) for i in members),
+        tuple(examples[i].batch for i in members),
+    )
+    # The signals need the pool (its votes), not weights: any ranker over it will do.
+    retriever = Retriever(index, untrained_ranker(pool), policy)
+    features = [
+        retriever.features(texts[i], vectors[i], exclude_group=examples[i].batch) for i in members
+    ]
+    return _fit_ranker(pool, features, say)
 
 
 def _fit_ranker(pool: ExamplePool, features: list[Any], say: Callable[[str], None]) -> Ranker:

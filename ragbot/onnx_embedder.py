@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ragbot import build_cache
 from ragbot.embeddings import Embedder, Vectors
 from ragbot.errors import BuildError, IndexCorrupt
 
@@ -32,7 +34,13 @@ EXPORT_VERSION = 2
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def export(model: Any, folder: Path, cache: Path | None = None, key: str = "") -> Path:
+def export(
+    model: Any,
+    folder: Path,
+    cache: Path | None = None,
+    key: str = "",
+    say: Callable[[str], None] = lambda _msg: None,
+) -> Path:
     """Write model.onnx (and the tokenizer) for a loaded SentenceTransformerEmbedder's model;
     reuse a cached export of the same weights (`key`: their hash) when there is one."""
     target = folder / MODEL_FILE
@@ -42,10 +50,7 @@ def export(model: Any, folder: Path, cache: Path | None = None, key: str = "") -
     else:
         _export(model, target)
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp")
-            shutil.copyfile(target, tmp)
-            tmp.replace(cached)
+            build_cache.keep(cached, target, say)
     return target
 
 

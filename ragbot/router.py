@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import mmh3
 import numpy as np
@@ -29,6 +30,7 @@ import numpy.typing as npt
 from ragbot.embeddings import Vectors
 from ragbot.errors import BuildError, IndexCorrupt
 
+T = TypeVar("T")
 Intent = Literal["crisis", "advice", "article", "other"]
 INTENTS: tuple[Intent, ...] = ("crisis", "advice", "article", "other")
 ROUTER_FILE = "router.npz"
@@ -183,6 +185,20 @@ def linear_probabilities(
     return _normalise(logits)
 
 
+def fit_each(fit: Callable[[Any, Any], T], x: Any, labels: Any, trains: Sequence[Any]) -> list[T]:
+    """`fit(x[train], labels[train])` for each training mask: in parallel processes when there
+    are several, since the folds are independent and one fit keeps one core busy."""
+    jobs = min(len(trains), os.cpu_count() or 1)
+    if jobs < 2:
+        return [fit(x[t], labels[t]) for t in trains]
+    from joblib import Parallel, delayed
+
+    done: list[T] = Parallel(n_jobs=jobs, backend="loky")(
+        delayed(fit)(x[t], labels[t]) for t in trains
+    )
+    return done
+
+
 def _fit(x: Any, y: Sequence[str]) -> Any:
     from sklearn.linear_model import LogisticRegression
 
@@ -312,11 +328,10 @@ def held_out_probabilities(
     owner = np.array(clause_of, dtype=np.int64)
     batches = sorted({ex.batch for ex in examples})
     labels = np.array([ex.intent for ex in examples])
-    for batch in batches:
-        test = np.array([ex.batch == batch for ex in examples])
-        if test.all():  # a single batch: nothing to hold it out against
-            continue
-        coef, intercept = _ordered(_fit(x[~test], labels[~test]))
+    tests = [np.array([ex.batch == batch for ex in examples]) for batch in batches]
+    tests = [t for t in tests if not t.all()]  # a single batch: nothing to hold it out against
+    for test, model in zip(tests, fit_each(_fit, x, labels, [~t for t in tests]), strict=True):
+        coef, intercept = _ordered(model)
         out[test] = _softmax(x[test], coef, intercept)
         rows = np.where(test[owner])[0] if len(owner) else owner
         if len(rows):

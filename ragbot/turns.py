@@ -31,6 +31,7 @@ from ragbot.router import (
     ArrayF,
     Example,
     features,
+    fit_each,
     linear_probabilities,
     load_linear,
     save_linear,
@@ -199,12 +200,14 @@ def train_turns(examples: Sequence[TurnExample], vectors: Vectors) -> TurnClassi
     x = features([ex.text for ex in examples], vectors)
     labels = np.array([ex.kind for ex in examples])
     held_out: list[str] = [""] * len(examples)
-    for batch in sorted({ex.batch for ex in examples}):
-        test = np.array([ex.batch == batch for ex in examples])
-        train = ~test
-        if len(set(labels[train])) < len(KINDS):
-            continue  # this fold cannot learn every kind
-        coef, intercept = _fit(x[train], labels[train])
+    tests = [
+        np.array([ex.batch == b for ex in examples]) for b in sorted({ex.batch for ex in examples})
+    ]
+    # A fold that cannot learn every kind is left out.
+    tests = [t for t in tests if len(set(labels[~t])) == len(KINDS)]
+    for test, (coef, intercept) in zip(
+        tests, fit_each(_fit, x, labels, [~t for t in tests]), strict=True
+    ):
         for i, kind in zip(np.where(test)[0], _predict(x[test], coef, intercept), strict=True):
             held_out[i] = "more" if asks_for_more(examples[i].text) else kind
     scored = [(h, ex.kind) for h, ex in zip(held_out, examples, strict=True) if h]

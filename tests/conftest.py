@@ -30,6 +30,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.model)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Builds in tests fill a cache of their own (counting what a build embeds stays exact),
+    except the real index's build: see `real_index_dir`."""
+    folder = tmp_path_factory.mktemp("build-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAGBOT_CACHE_DIR", str(folder))
+        yield folder
+
+
 # ---------------------------------------------------------------------------------------------
 # Paths
 
@@ -100,11 +110,16 @@ def real_embedder() -> Embedder:
 def real_index_dir(
     tmp_path_factory: pytest.TempPathFactory, shipped_corpus_dir: Path, real_embedder: Embedder
 ) -> Path:
-    """An index folder holding the shipped corpus built with the real model (read-only)."""
+    """An index folder holding the shipped corpus built with the real model (read-only).
+
+    Built with the user's build cache, as `ragbot build-index` would: the wheel check, run next
+    by `make test`, then embeds none of the examples again."""
+    from ragbot.config import user_cache_dir
     from ragbot.index import build_index
 
     index_dir = tmp_path_factory.mktemp("real-index") / "index"
-    build_index(Settings(corpus_dir=shipped_corpus_dir, index_dir=index_dir), real_embedder)
+    cfg = Settings(corpus_dir=shipped_corpus_dir, index_dir=index_dir, cache_dir=user_cache_dir())
+    build_index(cfg, real_embedder)
     return index_dir
 
 

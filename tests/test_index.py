@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ragbot import learn
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder, HashingEmbedder, Vectors
 from ragbot.errors import (
@@ -244,6 +245,39 @@ def test_rebuilding_an_unchanged_corpus_embeds_nothing(
     assert [p.name for p in (cfg.index_dir / "builds").iterdir()] == [
         second.build_id
     ]  # the old build is pruned
+
+
+def test_a_build_in_another_folder_embeds_no_example_question_again(
+    settings: SettingsFactory,
+    hashing_embedder: HashingEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(learn, "_VECTORS", {})  # as in a fresh process
+    first = build_index(settings(cache_dir=cache), hashing_embedder)
+    monkeypatch.setattr(learn, "_VECTORS", {})  # another process, another index folder
+    elsewhere = settings(cache_dir=cache, index_dir=tmp_path / "elsewhere")
+    other = build_index(elsewhere, hashing_embedder)
+    assert first.examples_embedded > 0
+    assert other.examples_embedded == 0
+    assert other.examples_reused == first.examples_embedded + first.examples_reused
+
+
+def test_a_build_cache_that_cannot_be_written_costs_time_not_the_build(
+    settings: SettingsFactory,
+    hashing_embedder: HashingEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be", encoding="utf-8")
+    monkeypatch.setattr(learn, "_VECTORS", {})
+    said: list[str] = []
+    cfg = settings(cache_dir=blocked)
+    report = build_index(cfg, hashing_embedder, progress=said.append)
+    assert load_index(cfg, hashing_embedder).manifest.build_id == report.build_id
+    assert any(line.startswith("warning: build cache not written") for line in said)
 
 
 def test_editing_one_document_re_embeds_only_the_edited_section(

@@ -160,8 +160,7 @@ def live_reload(env: dict[str, str], log: Path, index_dir: Path) -> dict[str, An
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "index"
-        shutil.copytree(index_dir, copy, symlinks=True, ignore=shutil.ignore_patterns("cache"))
-        shutil.copytree(index_dir / "cache", copy / "cache", dirs_exist_ok=True)
+        shutil.copytree(index_dir, copy, symlinks=True)
         env = {**env, "RAGBOT_INDEX_DIR": str(copy), "RAGBOT_RATE_LIMIT": ""}
         for how in ("interval", "sighup"):
             interval = "5" if how == "interval" else "0"

@@ -1,0 +1,71 @@
+"""Build work kept between builds in different index folders (`RAGBOT_CACHE_DIR`).
+
+Files are named by what they derive from (the model's hash), written whole or not at all, and
+never needed: a cache that cannot be read or written costs a build time, never the build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from ragbot.embeddings import Vectors
+
+
+def vectors_file(cache_dir: Path, model_fingerprint: str) -> Path:
+    """Where the example vectors of one model live."""
+    name = hashlib.sha256(model_fingerprint.encode()).hexdigest()[:24]
+    return cache_dir / "vectors" / f"{name}.npz"
+
+
+def read_vectors(path: Path) -> dict[str, Vectors]:
+    """Vectors by text key from a file written by `write_vectors` (or a build's examples.npz);
+    empty when there is none or it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {str(k): v for k, v in zip(data["keys"], data["vectors"], strict=True)}
+    except (OSError, KeyError, ValueError, TypeError):
+        return {}
+
+
+def write_vectors(path: Path, vectors: Mapping[str, Vectors], say: Callable[[str], None]) -> None:
+    """Write vectors by text key, whole or not at all."""
+    keys = list(vectors)
+
+    def write(fh: BinaryIO) -> None:
+        stacked = np.stack([vectors[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
+        np.savez(fh, keys=np.array(keys, dtype=str), vectors=stacked)
+
+    _store(path, write, say)
+
+
+def keep(path: Path, source: Path, say: Callable[[str], None]) -> None:
+    """Copy a file the build made into the cache."""
+
+    def write(fh: BinaryIO) -> None:
+        with source.open("rb") as src:
+            shutil.copyfileobj(src, fh)
+
+    _store(path, write, say)
+
+
+def _store(path: Path, write: Callable[[BinaryIO], None], say: Callable[[str], None]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A unique temporary name: two builds may fill the same cache at once.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except OSError as exc:
+        say(f"warning: build cache not written ({exc.strerror or exc}); the next build redoes it")
