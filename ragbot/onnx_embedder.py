@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -111,14 +112,27 @@ def quantise(folder: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target = folder / QUANTISED_FILE
-    quantize_dynamic(
-        str(folder / MODEL_FILE),
-        str(target),
-        weight_type=QuantType.QInt8,
-        # Shape inference cannot type the outputs of the fused contrib ops; they are float.
-        extra_options={"DefaultTensorType": TensorProto.FLOAT},
-    )
+    # The quantiser logs every tensor through the root logger (and advises a pre-processing
+    # step it does not need here): dozens of lines in `ragbot serve`'s log. Only its errors pass.
+    root = logging.getLogger()
+    quiet = _ErrorsOnly()
+    root.addFilter(quiet)  # records logged to root itself: ragbot's own loggers are untouched
+    try:
+        quantize_dynamic(
+            str(folder / MODEL_FILE),
+            str(target),
+            weight_type=QuantType.QInt8,
+            # Shape inference cannot type the outputs of the fused contrib ops; they are float.
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},
+        )
+    finally:
+        root.removeFilter(quiet)
     return target
+
+
+class _ErrorsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
 
 
 def write_meta(folder: Path, model_path: Path, reference: Embedder, quantised: bool) -> None:

@@ -4,6 +4,8 @@ serving process that never imports torch."""
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,13 @@ import pytest
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder
 from ragbot.evaluation.questions import HOLDOUTS, default_questions_path, load_questions
-from ragbot.onnx_embedder import PARITY_COSINE, OnnxEmbedder
+from ragbot.onnx_embedder import (
+    MODEL_FILE,
+    PARITY_COSINE,
+    QUANTISED_FILE,
+    OnnxEmbedder,
+    quantise,
+)
 from ragbot.pipeline import Pipeline
 
 pytestmark = pytest.mark.model
@@ -63,6 +71,16 @@ def test_onnx_and_torch_give_the_same_replies(
 def test_the_int8_model_loads_and_answers(real_settings: Settings) -> None:
     pipeline = Pipeline.load(real_settings.model_copy(update={"encoder": "onnx-int8"}))
     assert pipeline.ask("how long does ketamine stay in the body?").status == "answered"
+
+
+def test_quantising_logs_nothing_below_an_error(
+    real_index_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shutil.copyfile(real_index_dir / "current" / MODEL_FILE, tmp_path / MODEL_FILE)
+    with caplog.at_level(logging.DEBUG):
+        quantise(tmp_path)
+    assert (tmp_path / QUANTISED_FILE).is_file()
+    assert [r.getMessage() for r in caplog.records if r.levelno < logging.ERROR] == []
 
 
 SERVE_PROBE = """
