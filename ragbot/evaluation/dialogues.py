@@ -15,7 +15,13 @@ from ragbot.models import Answer
 
 FOLDER = "dialogues"
 TUNES = ("tune.jsonl", "tune_v2.jsonl", "tune_v3.jsonl")
-HOLDOUTS = ("holdout_v1.jsonl", "holdout_v2.jsonl", "holdout_v3.jsonl", "holdout_v4.jsonl")
+HOLDOUTS = (
+    "holdout_v1.jsonl",
+    "holdout_v2.jsonl",
+    "holdout_v3.jsonl",
+    "holdout_v4.jsonl",
+    "holdout_v5.jsonl",
+)
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
 
