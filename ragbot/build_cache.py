@@ -10,7 +10,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,24 +26,13 @@ def vectors_file(cache_dir: Path, model_fingerprint: str) -> Path:
 
 
 def read_vectors(path: Path) -> dict[str, Vectors]:
-    """Vectors by text key from a file written by `write_vectors` (or a build's examples.npz);
-    empty when there is none or it cannot be read."""
+    """Vectors by text key from a build's examples.npz or its copy in the cache; empty when
+    there is none or it cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as data:
             return {str(k): v for k, v in zip(data["keys"], data["vectors"], strict=True)}
     except (OSError, KeyError, ValueError, TypeError):
         return {}
-
-
-def write_vectors(path: Path, vectors: Mapping[str, Vectors], say: Callable[[str], None]) -> None:
-    """Write vectors by text key, whole or not at all."""
-    keys = list(vectors)
-
-    def write(fh: BinaryIO) -> None:
-        stacked = np.stack([vectors[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
-        np.savez(fh, keys=np.array(keys, dtype=str), vectors=stacked)
-
-    _store(path, write, say)
 
 
 def keep(path: Path, source: Path, say: Callable[[str], None]) -> None:
