@@ -22,8 +22,9 @@ def free_port() -> int:
 class Service:
     """The ASGI app under uvicorn in a thread on a fixed port; stop() and start() at will."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, http: Any = "auto") -> None:
         self.app = app
+        self.http = http  # uvicorn's protocol: "auto", or a class such as ragbot's own
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
@@ -39,6 +40,7 @@ class Service:
             access_log=False,
             lifespan="on",
             ws="none",
+            http=self.http,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -66,9 +68,9 @@ class Service:
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
+def serve(app: Any, http: Any = "auto") -> Iterator[str]:
     """Run the app on a free port for the length of a with-block; yield its base URL."""
-    server = Service(app).start()
+    server = Service(app, http=http).start()
     try:
         yield server.url
     finally:
