@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -46,7 +46,9 @@ class DeadlineProtocol(H11Protocol):
         super().handle_events()
         if self.cycle is not None and self.cycle is not cycle:
             # A new request: its response is written through a transport that holds the head.
-            self.cycle.transport = _HeadWithBody(self.cycle, self.transport)
+            self.cycle.transport = cast(
+                asyncio.Transport, _HeadWithBody(self.cycle, self.transport)
+            )
         if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
             self._disarm()  # the request is in: the app may take its time answering it
 
