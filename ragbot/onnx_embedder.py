@@ -122,6 +122,9 @@ def quantise(folder: Path) -> Path:
             str(folder / MODEL_FILE),
             str(target),
             weight_type=QuantType.QInt8,
+            # One scale per output channel, not per tensor: on 387 questions the mean cosine to
+            # fp32 went from 0.961 to 0.993 (least 0.917 -> 0.979), and a query got faster.
+            per_channel=True,
             # Shape inference cannot type the outputs of the fused contrib ops; they are float.
             extra_options={"DefaultTensorType": TensorProto.FLOAT},
         )
