@@ -259,12 +259,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.no_build:
         updates["auto_build"] = False
     settings = settings.model_copy(update=updates)
-    if not settings.auto_build:
-        from ragbot.index import load_index
+    if settings.auto_build:
+        # A build may take minutes: bind at once, and load (or build) in the background.
+        setup_json_logging()
+        serve(create_app(settings), settings)
+        return EXIT_OK
+    from ragbot.pipeline import Pipeline
 
-        load_index(settings)  # fail fast, exit 3, on a missing, stale or corrupt index
+    # The index is built: load it before binding, so that the first /readyz can be 200, and
+    # fail fast (exit 3) on a missing, stale or corrupt one. New builds still go live.
+    started = time.perf_counter()
+    pipeline = Pipeline.load(settings, build_if_needed=False)
     setup_json_logging()
-    serve(create_app(settings), settings)
+    logging.getLogger("ragbot.api").info(
+        "ready", extra={"seconds": round(time.perf_counter() - started, 2)}
+    )
+    serve(create_app(settings, pipeline, watch=True), settings)
     return EXIT_OK
 
 

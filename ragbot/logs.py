@@ -6,7 +6,7 @@ import json
 import logging
 
 # Libraries whose INFO lines are noise in a service log.
-QUIET = ("bm25s", "sentence_transformers", "httpx")
+QUIET = ("bm25s", "sentence_transformers", "httpx", "faiss")
 
 
 def setup_json_logging(level: int = logging.INFO) -> None:

@@ -177,7 +177,9 @@ def test_search_ranks_the_section_that_answers_first_with_offsets_that_slice_the
 
 
 @pytest.mark.parametrize(
-    "command", [["inspect"], ["search", "ketamine"]], ids=["inspect", "search"]
+    "command",
+    [["inspect"], ["search", "ketamine"], ["serve", "--no-build"]],
+    ids=["inspect", "search", "serve"],
 )
 def test_a_missing_index_exits_3_and_says_to_build_it(
     env: Env, capsys: pytest.CaptureFixture[str], command: list[str]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_process import ServerProcess, ragbot_serve
+from server_process import READY_TIMEOUT_S, ServerProcess, ragbot_serve, start, stop
 
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder
@@ -71,6 +71,27 @@ def closed_by_server(sock: socket.socket, trickle: bytes = b"") -> bool:
         except (ConnectionResetError, BrokenPipeError):
             return True
     return False
+
+
+def test_with_the_index_built_the_first_readiness_answer_is_ready(
+    tmp_path: Path, real_index_dir: Path, shipped_corpus_dir: Path
+) -> None:
+    # `serve --no-build` loads the pipeline before it binds: nothing to wait for once it answers.
+    server = start(serve_env(real_index_dir, shipped_corpus_dir), tmp_path / "serve.log")
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        with server.client(timeout=2.0) as client:
+            while True:
+                assert server.proc.poll() is None, server.tail()
+                assert time.monotonic() < deadline, server.tail()
+                try:
+                    first = client.get("/readyz")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.02)
+        assert first.status_code == 200, first.text
+    finally:
+        stop(server.proc)
 
 
 def test_a_connection_that_sends_nothing_is_closed(server: ServerProcess) -> None:

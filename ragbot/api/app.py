@@ -35,8 +35,12 @@ from ragbot.pipeline import Pipeline
 log = logging.getLogger("ragbot.api")
 
 
-def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
-    """The FastAPI app; tests hand in a ready pipeline, production loads one in the lifespan."""
+def create_app(
+    settings: Settings | None = None, pipeline: Pipeline | None = None, *, watch: bool = False
+) -> FastAPI:
+    """The FastAPI app. Without a pipeline, it loads one in the lifespan and keeps it on the
+    current build. `ragbot serve --no-build` hands in the pipeline it loaded before binding, with
+    `watch` so that new builds still go live; tests hand in a ready one and nothing replaces it."""
     settings = settings or (pipeline.settings if pipeline else Settings())
 
     @asynccontextmanager
@@ -49,8 +53,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             if pipeline is not None:
                 app.state.pipeline = pipeline
                 metrics.index_build_live(pipeline.index.build_id)
-                yield
-                return
+                if not watch:
+                    yield
+                    return
             # Model and index take a second to load: load them in the background so the server
             # binds at once, /healthz answers, and /readyz and /v1/ask say 503 until the
             # pipeline is in; then keep serving whichever build index/current names.

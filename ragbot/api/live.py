@@ -34,8 +34,10 @@ def current_build(settings: Settings) -> str | None:
 
 
 async def serve_live(app: FastAPI, settings: Settings) -> None:
-    """Load the pipeline, then keep it on the current build until cancelled."""
-    await _load_first(app, settings)
+    """Load the pipeline (unless one was handed in), then keep it on the current build until
+    cancelled."""
+    if app.state.pipeline is None:
+        await _load_first(app, settings)
     wake = anyio.Event()
     hup: list[anyio.Event] = [wake]
     _on_sighup(hup)
