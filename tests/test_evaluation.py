@@ -373,7 +373,16 @@ def test_the_question_set_has_enough_questions_per_category() -> None:
     assert set(Counter(x.category for x in questions)) <= set(CATEGORIES)
 
 
-@pytest.mark.parametrize("name", HOLDOUTS)
+SHIPPED_HOLDOUTS = sorted(p.name for p in default_questions_path().parent.glob("holdout_v*.jsonl"))
+
+
+def test_every_measured_hold_out_set_is_shipped() -> None:
+    assert set(HOLDOUTS) <= set(SHIPPED_HOLDOUTS)
+
+
+# Every shipped set, the ones committed but not yet measured too: a set that breaks the schema
+# would otherwise be found only on the day it is measured.
+@pytest.mark.parametrize("name", SHIPPED_HOLDOUTS)
 def test_each_hold_out_set_follows_the_schema_and_covers_every_category(
     name: str, shipped_corpus_dir: Path
 ) -> None:
