@@ -21,6 +21,7 @@ HOLDOUTS = (
     "holdout_v3.jsonl",
     "holdout_v4.jsonl",
     "holdout_v5.jsonl",
+    "holdout_v6.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
