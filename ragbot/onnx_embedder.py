@@ -215,6 +215,12 @@ class OnnxEmbedder:
 
     def embed(self, texts: list[str]) -> Vectors:
         """Mean-pooled, L2-normalised vectors, one row per text."""
+        unique = list(dict.fromkeys(texts))
+        if len(unique) < len(texts):
+            # A one-clause message is its own clause, and a batch may hold one question twice:
+            # each distinct text is encoded once.
+            rows = {text: row for row, text in enumerate(unique)}
+            return self.embed(unique)[[rows[t] for t in texts]]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out

@@ -58,6 +58,30 @@ def test_onnx_vectors_match_sentence_transformers_on_questions_nobody_tuned_on(
     )
 
 
+class CountingSession:
+    """An ONNX Runtime session that counts the texts it encodes."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.texts = 0
+
+    def run(self, outputs: Any, feed: dict[str, Any]) -> Any:
+        self.texts += len(feed["input_ids"])
+        return self.inner.run(outputs, feed)
+
+
+def test_a_text_given_twice_is_encoded_once_and_gets_its_vector_twice(
+    real_index_dir: Path,
+) -> None:
+    onnx = OnnxEmbedder(real_index_dir / "current")
+    alone = onnx.embed(["why?", "how long does k last"])
+    counting = CountingSession(onnx._session)
+    onnx._session = counting
+    twice = onnx.embed(["why?", "how long does k last", "why?", "how long does k last"])
+    assert counting.texts == 2
+    assert np.allclose(twice, np.vstack([alone, alone]), atol=1e-6)
+
+
 def test_onnx_and_torch_give_the_same_replies(
     real_settings: Settings, real_pipeline: Pipeline
 ) -> None:
