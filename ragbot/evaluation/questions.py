@@ -29,6 +29,8 @@ HOLDOUTS = (
     "holdout_v7.jsonl",
     "holdout_v8.jsonl",
     "holdout_v9.jsonl",
+    "holdout_v10.jsonl",
+    "holdout_v11.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
