@@ -15,11 +15,16 @@ test: install-test chromium servers axe  ## install and run every test (unit, re
 	@# (whose build finds the example vectors the first lane's build left in the user's cache).
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-model test-rest
 
+# Non-model tests run by the model lane, so that the two lanes end together (the other lane
+# also runs the wheel check): test_index.py's builds take about 80 s.
+LANE_MODEL_ALSO := tests/test_index.py
+
 test-model:
 	$(VENV)/bin/pytest -m model
+	$(VENV)/bin/pytest -m "not model" $(LANE_MODEL_ALSO)
 
 test-rest:
-	$(VENV)/bin/pytest -m "not model"
+	$(VENV)/bin/pytest -m "not model" $(addprefix --ignore=,$(LANE_MODEL_ALSO))
 	$(MAKE) --no-print-directory wheel-check
 
 wheel-check: install  ## prove the wheel: from an empty folder it builds, answers and serves; its serve-only install (no torch) serves the same index
