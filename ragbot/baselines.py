@@ -22,7 +22,6 @@ from ragbot.evaluation.metrics import dedupe
 from ragbot.index import Index
 from ragbot.models import Answer, Citation, Document
 from ragbot.query import stems, words
-from ragbot.retrieval import Bm25
 
 # The issue's naive baseline; the same size and overlap as LangChain's RAG tutorial.
 NAIVE_CHUNK_CHARS = 1000
@@ -212,7 +211,7 @@ class Bm25Baseline(SentenceBaseline):
 
     def __init__(self, index: Index, max_sentences: int = 3) -> None:
         super().__init__(index, max_sentences)
-        self.bm25 = Bm25([s.text for s in index.sentences])
+        self.bm25 = index.keyword_index("sentence")
 
     def scores(self, question: str) -> Vectors:
         """BM25 of each sentence (zeros when no word is shared)."""

@@ -249,8 +249,6 @@ def keep_cli_reply(
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the HTTP service with uvicorn (one worker: the model is CPU-bound on two cores)."""
-    from ragbot.api import create_app
-    from ragbot.api.server import serve
     from ragbot.logs import setup_json_logging
 
     updates: dict[str, object] = {
@@ -260,16 +258,27 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         updates["auto_build"] = False
     settings = settings.model_copy(update=updates)
     if settings.auto_build:
+        from ragbot.api import create_app
+        from ragbot.api.server import serve
+
         # A build may take minutes: bind at once, and load (or build) in the background.
         setup_json_logging()
         serve(create_app(settings), settings)
         return EXIT_OK
+    from concurrent.futures import ThreadPoolExecutor
+
     from ragbot.pipeline import Pipeline
 
     # The index is built: load it before binding, so that the first /readyz can be 200, and
-    # fail fast (exit 3) on a missing, stale or corrupt one. New builds still go live.
+    # fail fast (exit 3) on a missing, stale or corrupt one. New builds still go live. ONNX
+    # Runtime reads its model without the GIL, so the web framework is imported meanwhile.
     started = time.perf_counter()
-    pipeline = Pipeline.load(settings, build_if_needed=False)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load") as pool:
+        loading = pool.submit(Pipeline.load, settings, build_if_needed=False)
+        from ragbot.api import create_app
+        from ragbot.api.server import serve
+
+        pipeline = loading.result()
     setup_json_logging()
     logging.getLogger("ragbot.api").info(
         "ready", extra={"seconds": round(time.perf_counter() - started, 2)}

@@ -16,8 +16,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import ClassVar
 
-import yaml
-
 from ragbot.errors import CorpusError
 from ragbot.models import Document, Section
 
@@ -125,6 +123,8 @@ def split_front_matter(raw: str, path: Path) -> tuple[dict[str, object], str]:
     match = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)", raw, re.S)
     if not match:
         raise CorpusError(f"{path}: front matter opened with --- is never closed")
+    import yaml  # only a build reads articles; serving does not import it
+
     try:
         meta = yaml.safe_load(match.group(1)) or {}
     except yaml.YAMLError as exc:

@@ -43,6 +43,7 @@ from ragbot.embeddings import (
 )
 from ragbot.errors import BuildError, IndexCorrupt, IndexMismatch, IndexMissing, IndexStale
 from ragbot.fusion import Ranker
+from ragbot.keywords import KeywordIndex, index_records, load_keywords, save_keywords
 from ragbot.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -79,6 +80,7 @@ class Index:
     router: Router | None = None  # learned at build (router.npz); None only mid-build
     ranker: Ranker | None = None  # learned at build (ranker.npz)
     turns: TurnClassifier | None = None  # learned at build (turns.npz)
+    keywords: dict[str, KeywordIndex] | None = None  # BM25 by record kind (keywords.npz)
     # Why this index is served although the corpus changed (a rebuild failed); None when fresh.
     stale: str | None = None
     headings: list[Section] = field(default_factory=list)
@@ -99,6 +101,12 @@ class Index:
             return []
         scores, rows = index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+
+    def keyword_index(self, kind: str) -> KeywordIndex:
+        """BM25 over one kind of record (see keywords.KINDS)."""
+        if self.keywords is None:
+            raise IndexCorrupt(f"{self.path} lacks its keyword index: run `ragbot build-index`")
+        return self.keywords[kind]
 
     @property
     def build_id(self) -> str:
@@ -230,11 +238,20 @@ def build_index(
                 "chunks": [asdict(c) for c in chunks],
             }
             _write_json(tmp / "records.json", records)
+            keywords = index_records(sentences, chunks)
+            save_keywords(tmp, keywords)
             sections = {s.section_id: s for s in headings}
             # Not yet trained, exported or hashed: completed below, once those files exist.
             draft = _manifest(settings, embedder, build_id, documents, headings, sentences, chunks)
             built = Index(
-                draft, {d.doc_id: d for d in documents}, sections, sentences, chunks, indexes, tmp
+                draft,
+                {d.doc_id: d for d in documents},
+                sections,
+                sentences,
+                chunks,
+                indexes,
+                tmp,
+                keywords=keywords,
             )
             learned = learn(
                 built,
@@ -704,6 +721,17 @@ def load_index_files(folder: Path) -> Index:
     router = Router.load(folder)
     ranker = Ranker.load(folder, [s.sentence_id for s in sentences])
     turns = TurnClassifier.load(folder)
+    keywords = load_keywords(folder)
     return Index(
-        manifest, documents, sections, sentences, chunks, indexes, folder, router, ranker, turns
+        manifest,
+        documents,
+        sections,
+        sentences,
+        chunks,
+        indexes,
+        folder,
+        router,
+        ranker,
+        turns,
+        keywords=keywords,
     )

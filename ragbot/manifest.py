@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 from ragbot.errors import IndexCorrupt, IndexMismatch
 
-FORMAT_VERSION = 3  # 2: router.npz, ranker.npz and examples.npz in every build; 3: turns.npz
+# 2: router.npz, ranker.npz and examples.npz in every build; 3: turns.npz; 4: keywords.npz
+FORMAT_VERSION = 4
 MANIFEST_FILE = "manifest.json"
 _T = TypeVar("_T")
 

@@ -24,10 +24,16 @@ def normalize(text: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
+def _lexicon() -> dict[str, Any]:
+    raw: dict[str, Any] = json.loads(
+        resources.files("ragbot.data").joinpath("lexicon.json").read_text("utf-8")
+    )
+    return raw
 
-    return frozenset(STOPWORDS_EN)
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    return frozenset(_lexicon()["stopwords"])
 
 
 @lru_cache(maxsize=1)
@@ -54,8 +60,7 @@ def stems(tokens: Sequence[str]) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _street_names() -> tuple[re.Pattern[str], str]:
-    raw = json.loads(resources.files("ragbot.data").joinpath("lexicon.json").read_text("utf-8"))
-    names = sorted(raw["ketamine"], key=len, reverse=True)  # "special k" before "k"
+    names = sorted(_lexicon()["ketamine"], key=len, reverse=True)  # "special k" before "k"
     alternatives = "|".join(re.escape(n) for n in names)
     # A name counts only as a whole word; a bare "k" also must not be "ok", "k." as in "k. thanks".
     return re.compile(rf"(?<![\w'])(?:{alternatives})(?![\w'])", re.IGNORECASE), "ketamine"

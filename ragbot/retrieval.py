@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ from ragbot.config import Settings
 from ragbot.embeddings import Vectors
 from ragbot.fusion import Ranker, rrf, signals
 from ragbot.index import Index, is_title_section
+from ragbot.keywords import KINDS
 from ragbot.models import Chunk, Hit
 from ragbot.query import Vocabulary, normalize, stems, words
 
@@ -32,44 +32,6 @@ DEFINITION_QUESTION = re.compile(
 def defined_terms(sentence: str) -> frozenset[str]:
     """Stems of the words a sentence defines."""
     return frozenset(stems([normalize(m.group(1)) for m in _DEFINITION.finditer(sentence)]))
-
-
-class Bm25:
-    """A bm25s index over one kind of record, queried with pre-stemmed tokens."""
-
-    def __init__(self, texts: list[str]) -> None:
-        import bm25s
-
-        # bm25s sets its own logger to DEBUG on import; its per-index chatter is noise here.
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
-        self._corpus = [stems(words(t)) for t in texts]
-        self._model = bm25s.BM25()
-        self.vocab: set[str] = {tok for doc in self._corpus for tok in doc}
-        self._empty = not self.vocab
-        self._size = len(texts)
-        if not self._empty:
-            self._model.index(self._corpus, show_progress=False)
-
-    def scores(self, tokens: list[str]) -> Vectors:
-        """BM25 score of every record (zeros when no token is known)."""
-        query = [t for t in tokens if t in self.vocab]
-        if self._empty or not query:
-            return np.zeros(self._size, dtype=np.float32)
-        return np.asarray(self._model.get_scores(query), dtype=np.float32)
-
-    def search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
-        """Rows and BM25 scores of the best k records holding any of the tokens."""
-        return top_k(self.scores(tokens), k)
-
-
-def top_k(scores: Vectors, k: int) -> list[tuple[int, float]]:
-    """Rows and scores of the k highest positive scores, best first."""
-    k = min(k, len(scores))
-    if k <= 0:
-        return []
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
 
 
 @dataclass(frozen=True)
@@ -117,10 +79,7 @@ class Retriever:
         self._sentence_heading_vectors = heading_vectors[rows] if rows else heading_vectors
         self._opener = np.array([s.ordinal == 0 for s in index.sentences])
         self._defined = [defined_terms(s.text) for s in index.sentences]
-        self.bm25 = {
-            "sentence": Bm25([s.text for s in index.sentences]),
-            "chunk": Bm25([c.text for c in index.chunks]),
-        }
+        self.bm25 = {kind: index.keyword_index(kind) for kind in KINDS}
         self.vocabulary = Vocabulary(
             [s.text for s in index.sentences] + [h.heading for h in index.headings]
         )

@@ -30,7 +30,7 @@ from ragbot.errors import (
     IndexStale,
 )
 from ragbot.index import KINDS, SPLITTER_VERSION, Index, build_index, embedding_texts, load_index
-from ragbot.manifest import ChunkerInfo, Counts, IndexParams, Manifest
+from ragbot.manifest import FORMAT_VERSION, ChunkerInfo, Counts, IndexParams, Manifest
 
 SettingsFactory = Callable[..., Settings]
 SHIPPED = "what-are-the-effects-of-ketamine-on-the-brain.md"
@@ -162,7 +162,7 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
     built: Index, corpus: Path, hashing_embedder: HashingEmbedder
 ) -> None:
     m = built.manifest
-    assert m.format == 3
+    assert m.format == FORMAT_VERSION == 4
     assert m.learned is not None
     router, ranker, turns = m.learned.router, m.learned.ranker, m.learned.turns
     assert router.examples >= 2000 and len(router.data_sha256) == 64
@@ -219,6 +219,7 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
         "chunks.faiss",
         "examples.npz",
         "headings.faiss",
+        "keywords.npz",
         "ranker.npz",
         "records.json",
         "router.npz",

@@ -14,12 +14,13 @@ import pytest
 from ragbot.errors import IndexCorrupt, IndexMismatch
 from ragbot.manifest import MANIFEST_FILE, Manifest
 
-# A build's manifest.json as ragbot wrote it before the Manifest class (index format 2, the
-# real model with its ONNX export); only the lists of weight files and build files are cut short.
-FORMAT_3 = json.loads(
+# A build's manifest.json as ragbot wrote it (the real model with its ONNX export, first written
+# before the Manifest class; format 4 since builds keep their keyword index); only the lists of
+# weight files and build files are cut short.
+MANIFEST = json.loads(
     """
 {
-    "format": 3,
+    "format": 4,
     "build_id": "20261201T051237Z-e5d681bd",
     "built_at": "2026-12-01T05:17:06+00:00",
     "build_seconds": 269.803,
@@ -78,6 +79,7 @@ FORMAT_3 = json.loads(
     },
     "files": {
         "chunks.faiss": "9ae00a8f00df4ca3d26248aa54142d1538243325ffa38f7daf727b85ceae7ff2",
+        "keywords.npz": "5b0f9e0c3d1b47c1e9d7bd8e6e2b1f0a8a3a6a0d0c2cf9b1e0f1d7c6a4b3e2f1",
         "records.json": "37d0d4f0daddcdf9056ac6c27af73d62e87ca1e470d99b1a29670df520ad1f24",
         "router.npz": "a9bcd524e896f9009da987fcac03b0f386c79bfc367de6f8b20a7e2514aa97de"
     },
@@ -167,7 +169,7 @@ FORMAT_3 = json.loads(
 
 
 def _early(data: dict[str, Any]) -> None:
-    """Format 2 as its first builds wrote it: no ONNX encoder, no stat of the weights."""
+    """As the first builds wrote it: no ONNX encoder, no stat of the weights."""
     del data["encoder"], data["model"]["stat"]
 
 
@@ -180,7 +182,7 @@ def _write_raw(folder: Path, data: object) -> None:
 
 
 def test_a_manifest_written_then_read_is_equal(tmp_path: Path) -> None:
-    manifest = Manifest.from_json(FORMAT_3)
+    manifest = Manifest.from_json(MANIFEST)
     manifest.write(tmp_path)
     assert Manifest.read(tmp_path) == manifest
     assert [p.name for p in tmp_path.iterdir()] == [MANIFEST_FILE]
@@ -189,15 +191,15 @@ def test_a_manifest_written_then_read_is_equal(tmp_path: Path) -> None:
 def test_an_existing_manifest_loads_and_is_written_back_with_the_same_keys_and_values(
     tmp_path: Path,
 ) -> None:
-    manifest = Manifest.from_json(copy.deepcopy(FORMAT_3))
-    assert manifest.to_json() == FORMAT_3
-    assert list(manifest.to_json()) == list(FORMAT_3)  # same key order: diffs stay readable
+    manifest = Manifest.from_json(copy.deepcopy(MANIFEST))
+    assert manifest.to_json() == MANIFEST
+    assert list(manifest.to_json()) == list(MANIFEST)  # same key order: diffs stay readable
     manifest.write(tmp_path)
-    assert json.loads((tmp_path / MANIFEST_FILE).read_text(encoding="utf-8")) == FORMAT_3
+    assert json.loads((tmp_path / MANIFEST_FILE).read_text(encoding="utf-8")) == MANIFEST
     assert manifest.model.name == "sentence-transformers/all-MiniLM-L6-v2"
     assert manifest.model.stat is not None
-    assert manifest.model.stat["config.json"] == tuple(FORMAT_3["model"]["stat"]["config.json"])
-    assert manifest.counts.chunks == FORMAT_3["counts"]["chunks"]
+    assert manifest.model.stat["config.json"] == tuple(MANIFEST["model"]["stat"]["config.json"])
+    assert manifest.counts.chunks == MANIFEST["counts"]["chunks"]
     assert manifest.learned is not None and manifest.learned.router.ngram_range == (2, 5)
     assert manifest.encoder is not None and manifest.encoder.export_version == 2
 
@@ -207,10 +209,10 @@ def test_an_existing_manifest_loads_and_is_written_back_with_the_same_keys_and_v
     [(_early, "encoder"), (_unversioned_export, "export_version")],
     ids=["before-the-onnx-export", "before-exports-were-versioned"],
 )
-def test_format_2_manifests_from_before_later_fields_still_load(
+def test_manifests_without_the_later_optional_fields_still_load(
     tmp_path: Path, edit: Callable[[dict[str, Any]], None], absent: str
 ) -> None:
-    data = copy.deepcopy(FORMAT_3)
+    data = copy.deepcopy(MANIFEST)
     edit(data)
     _write_raw(tmp_path, data)
     manifest = Manifest.read(tmp_path)
@@ -242,7 +244,7 @@ def _set(*keys: str, to: object) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
-DOC_ID = next(iter(FORMAT_3["documents"]))
+DOC_ID = next(iter(MANIFEST["documents"]))
 
 
 @pytest.mark.parametrize(
@@ -279,7 +281,7 @@ DOC_ID = next(iter(FORMAT_3["documents"]))
 def test_a_malformed_manifest_is_corrupt_and_the_message_names_the_field(
     tmp_path: Path, edit: Callable[[dict[str, Any]], None], problem: str
 ) -> None:
-    data = copy.deepcopy(FORMAT_3)
+    data = copy.deepcopy(MANIFEST)
     edit(data)
     _write_raw(tmp_path, data)
     with pytest.raises(IndexCorrupt) as err:
@@ -292,7 +294,7 @@ def test_a_malformed_manifest_is_corrupt_and_the_message_names_the_field(
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ('{"format": 3, "build_id": ', "is unreadable (Expecting value"),
+        ('{"format": 4, "build_id": ', "is unreadable (Expecting value"),
         ("", "is unreadable (Expecting value"),
         ("[1, 2]", "is malformed (it should be an object, got a list)"),
         ("null", "is malformed (it should be an object, got null)"),
@@ -314,20 +316,20 @@ def test_a_missing_manifest_is_corrupt(tmp_path: Path) -> None:
         Manifest.read(tmp_path)
 
 
-@pytest.mark.parametrize("version", [2, 4, None, "3"])
+@pytest.mark.parametrize("version", [3, 5, None, "4"])
 def test_another_index_format_is_a_mismatch_naming_the_format(
     tmp_path: Path, version: object
 ) -> None:
-    _write_raw(tmp_path, {**FORMAT_3, "format": version})
+    _write_raw(tmp_path, {**MANIFEST, "format": version})
     with pytest.raises(IndexMismatch) as err:
         Manifest.read(tmp_path)
-    assert f"has index format {version!r}, this ragbot reads 3" in err.value.message
+    assert f"has index format {version!r}, this ragbot reads 4" in err.value.message
 
 
 def test_a_failed_write_leaves_the_previous_manifest_whole_and_no_partial_file(
     tmp_path: Path,
 ) -> None:
-    previous = Manifest.from_json(FORMAT_3)
+    previous = Manifest.from_json(MANIFEST)
     previous.write(tmp_path)
     before = (tmp_path / MANIFEST_FILE).read_bytes()
     # A value JSON cannot encode: the writer fails part way through the file, after the build id.
@@ -341,8 +343,8 @@ def test_a_failed_write_leaves_the_previous_manifest_whole_and_no_partial_file(
 
 
 def test_a_write_replaces_the_previous_manifest(tmp_path: Path) -> None:
-    Manifest.from_json(FORMAT_3).write(tmp_path)
-    Manifest.from_json({**FORMAT_3, "build_id": "the-next-build"}).write(tmp_path)
+    Manifest.from_json(MANIFEST).write(tmp_path)
+    Manifest.from_json({**MANIFEST, "build_id": "the-next-build"}).write(tmp_path)
     assert Manifest.read(tmp_path).build_id == "the-next-build"
     assert [p.name for p in tmp_path.iterdir()] == [MANIFEST_FILE]
 
@@ -361,11 +363,11 @@ def test_no_deleted_key_or_wrong_value_anywhere_escapes_as_another_error() -> No
     """Each key of a real manifest deleted, or set to each JSON type in turn: the result loads
     (the field is optional, or the value fits) or is IndexCorrupt/IndexMismatch, never a
     KeyError or TypeError."""
-    paths = _paths(FORMAT_3)
+    paths = _paths(MANIFEST)
     edits = [_delete(*p) for p in paths] + [_set(*p, to=v) for p in paths for v in WRONG_VALUES]
     corrupt = 0
     for edit in edits:
-        data = copy.deepcopy(FORMAT_3)
+        data = copy.deepcopy(MANIFEST)
         edit(data)
         try:
             Manifest.from_json(data)

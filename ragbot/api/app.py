@@ -28,6 +28,7 @@ from ragbot.api.middleware import (
     ShedMiddleware,
 )
 from ragbot.api.overload import AskGate, RateLimit
+from ragbot.api.records import RecordsSlot
 from ragbot.api.routes import router
 from ragbot.config import Settings
 from ragbot.pipeline import Pipeline
@@ -47,25 +48,27 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gate = AskGate.from_settings(settings)
         app.state.rate_limit = RateLimit.from_settings(settings)
+        app.state.records = RecordsSlot(settings)
         await _open_store(app, settings)
-        await _open_records(app, settings)
         try:
             if pipeline is not None:
                 app.state.pipeline = pipeline
                 metrics.index_build_live(pipeline.index.build_id)
-                if not watch:
-                    yield
-                    return
-            # Model and index take a second to load: load them in the background so the server
-            # binds at once, /healthz answers, and /readyz and /v1/ask say 503 until the
-            # pipeline is in; then keep serving whichever build index/current names.
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(serve_live, app, settings)
+                # Once the service is up, not before: nothing needs the store until the first
+                # reply is kept, and opening it would delay binding (api/records.py).
+                tasks.start_soon(_open_records, app.state.records)
+                # Model and index take a second to load: load them in the background so the
+                # server binds at once, /healthz answers, and /readyz and /v1/ask say 503 until
+                # the pipeline is in; then keep serving whichever build index/current names.
+                # Tests hand in a ready pipeline and nothing replaces it.
+                if pipeline is None or watch:
+                    tasks.start_soon(serve_live, app, settings)
                 yield
                 tasks.cancel_scope.cancel()
         finally:
             _close_store(app)
-            _close_records(app)
+            app.state.records.close()
             if app.state.rate_limit is not None:
                 await app.state.rate_limit.aclose()
             metrics.process_exiting()
@@ -92,7 +95,7 @@ def create_app(
     app.state.load_error = None
     app.state.refused_build = None  # a new build that failed to load, named in /readyz
     app.state.store = None
-    app.state.records = None  # reply records and ratings, opened in the lifespan
+    app.state.records = None  # RecordsSlot: reply records and ratings, opened in the lifespan
     app.include_router(router)
     if settings.metrics:
         _add_metrics(app)
@@ -134,22 +137,10 @@ async def _open_store(app: FastAPI, settings: Settings) -> None:
         log.error("state store not opened", extra={"store": where, "error": exc.message})
 
 
-async def _open_records(app: FastAPI, settings: Settings) -> None:
-    """The records store; one that cannot be opened is an error line: /v1/ask still answers."""
-    from ragbot.errors import StoreUnavailable
-    from ragbot.records import Records
-
-    try:
-        app.state.records = await anyio.to_thread.run_sync(Records.open, settings)
-    except StoreUnavailable as exc:
-        log.error("records store not opened", extra={"error": exc.message})
-
-
-def _close_records(app: FastAPI) -> None:
-    records = app.state.records
-    app.state.records = None
-    if records is not None:
-        records.close()
+async def _open_records(slot: RecordsSlot) -> None:
+    # Shielded: a shutdown while it opens waits for it, and the slot closes what it opened.
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(slot.open)
 
 
 def _close_store(app: FastAPI) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
@@ -22,8 +22,10 @@ from ragbot.api.schemas import (
 from ragbot.conversation import Turn
 from ragbot.errors import IndexError_, InvalidQuestion, StoreUnavailable, UnknownRequest
 from ragbot.pipeline import Pipeline, validate_question
-from ragbot.records import Channel, Records
-from ragbot.records.keep import keep_reply
+
+if TYPE_CHECKING:
+    from ragbot.api.records import RecordsSlot
+    from ragbot.records import Channel
 
 router = APIRouter()
 log = logging.getLogger("ragbot.api")
@@ -96,13 +98,12 @@ async def ask(
         )
     latency_ms = (time.perf_counter() - started) * 1000
     rid: str = request.state.request_id
-    records: Records | None = request.app.state.records
+    records: RecordsSlot | None = request.app.state.records
     if records is not None:
         # After the response is sent, in a worker thread: a slow or broken store never delays it.
         channel: Channel = "widget" if request.headers.get(CHANNEL_HEADER) == "widget" else "api"
         after.add_task(
-            keep_reply,
-            records,
+            records.keep_reply,
             pipeline,
             trace,
             rid,
@@ -129,7 +130,8 @@ CHANNEL_HEADER = "X-Ragbot-Channel"  # the widget says "widget"; any other calle
 )
 async def rate(body: FeedbackRequest, request: Request) -> FeedbackResponse:
     """Store a rating of the reply that carried `request_id`; a second rating replaces the first."""
-    records: Records | None = request.app.state.records
+    slot: RecordsSlot | None = request.app.state.records
+    records = None if slot is None else await anyio.to_thread.run_sync(slot.get)
     if records is None:
         raise StoreUnavailable("feedback cannot be stored right now; try again later")
     stored = await anyio.to_thread.run_sync(

@@ -22,6 +22,7 @@ HOLDOUTS = (
     "holdout_v4.jsonl",
     "holdout_v5.jsonl",
     "holdout_v6.jsonl",
+    "holdout_v7.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 

@@ -22,12 +22,14 @@ from ragbot.api.errors import error_response
 from ragbot.config import Settings
 from ragbot.errors import BadRequest, InvalidSignature, StoreUnavailable
 from ragbot.pipeline import Pipeline
-from ragbot.records import Records
 from ragbot.store import Store
 
 if TYPE_CHECKING:
     from slack_bolt import App, BoltResponse
     from slack_sdk.signature import SignatureVerifier
+
+    from ragbot.api.records import RecordsSlot
+    from ragbot.records import Records
 
 log = logging.getLogger("ragbot.slack")
 
@@ -66,8 +68,9 @@ def mount_slack(app: FastAPI, settings: Settings) -> None:
         return store
 
     def current_records() -> Records | None:
-        records: Records | None = app.state.records
-        return records
+        # Called from Bolt's threads: waits while the store is still opening (api/records.py).
+        slot: RecordsSlot | None = app.state.records
+        return None if slot is None else slot.get()
 
     bolt = build_bolt_app(settings, current_pipeline, current_store, current_records)
     verifier = SignatureVerifier(settings.slack_signing_secret)

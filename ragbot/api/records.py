@@ -1,0 +1,94 @@
+"""The records store as the service sees it: opened in the background once the service is up.
+
+Opening it imports SQLAlchemy and checks the schema, a sixth of the cold start (README:
+Benchmarks), and nothing needs it before the first reply is kept. Until it is open, whoever needs
+it waits (a bounded wait, off the event loop); a store that cannot be opened is one error line,
+and the API answers anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from ragbot.config import Settings
+from ragbot.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from ragbot.pipeline import Pipeline, Trace
+    from ragbot.records import Channel, Records
+
+log = logging.getLogger("ragbot.api")
+
+# How long a reply's record or a rating waits for the store to open. SQLite opens in a fraction
+# of a second; a database that does not answer within this is logged as not opened anyway.
+OPEN_WAIT_S = 15.0
+
+
+class RecordsSlot:
+    """The records store, once `open()` (run in a worker thread) has finished."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._records: Records | None = None
+        self._done = threading.Event()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Open the store (blocking: call it from a worker thread)."""
+        from ragbot.records import Records
+
+        try:
+            records = Records.open(self._settings)
+        except StoreUnavailable as exc:
+            log.error("records store not opened", extra={"error": exc.message})
+            records = None
+        with self._lock:
+            if self._closed and records is not None:
+                records.close()  # the service stopped while it opened
+                records = None
+            self._records = records
+        self._done.set()
+
+    def get(self, timeout: float = OPEN_WAIT_S) -> Records | None:
+        """The open store, waiting for it while it opens (blocking); None if it cannot be used."""
+        self._done.wait(timeout)
+        return self._records
+
+    def keep_reply(
+        self,
+        pipeline: Pipeline,
+        trace: Trace,
+        request_id: str,
+        channel: Channel,
+        question: str,
+        latency_ms: float,
+        *,
+        keep_questions: bool,
+    ) -> None:
+        """Write a reply's record once the store is open (see records.keep.keep_reply)."""
+        records = self.get()
+        if records is None:
+            return  # the reason was logged when the store failed to open
+        from ragbot.records.keep import keep_reply
+
+        keep_reply(
+            records,
+            pipeline,
+            trace,
+            request_id,
+            channel,
+            question,
+            latency_ms,
+            keep_questions=keep_questions,
+        )
+
+    def close(self) -> None:
+        """Close the store; one still opening is closed when it is done."""
+        with self._lock:
+            self._closed = True
+            records, self._records = self._records, None
+        if records is not None:
+            records.close()
