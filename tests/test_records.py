@@ -6,6 +6,8 @@ tests/postgres_server.py starts on loopback (Debian's postgresql, `make servers`
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -17,6 +19,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from ragbot.api.app import create_app
+from ragbot.api.records import RecordsSlot
 from ragbot.config import Settings
 from ragbot.embeddings import HashingEmbedder
 from ragbot.index import build_index
@@ -328,3 +331,58 @@ def test_feedback_is_documented_in_openapi(pipeline: Pipeline, tmp_path: Path) -
         spec = client.get("/openapi.json").json()
     route = spec["paths"]["/v1/feedback"]["post"]
     assert {"201", "404", "422"} <= set(route["responses"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The store opens once the service is up (api/records.py)
+
+
+def _slow_open(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Records.open takes `seconds` longer, as a distant database would."""
+    real_open = Records.open
+
+    def slow(settings: Settings) -> Records:
+        time.sleep(seconds)
+        return real_open(settings)
+
+    monkeypatch.setattr(Records, "open", slow)
+
+
+def test_a_reply_given_while_the_store_still_opens_is_kept_once_it_opens(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    _slow_open(monkeypatch, 0.5)
+    with api(pipeline, settings) as client:
+        reply = ask(client, QUESTION)
+        rated = client.post(
+            "/v1/feedback", json={"request_id": reply["request_id"], "rating": "up"}
+        )
+    monkeypatch.undo()
+    assert rated.status_code == 201
+    assert stored(settings, reply["request_id"]) is not None
+
+
+def test_a_store_that_finishes_opening_after_the_service_stopped_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slot = RecordsSlot(Settings(index_dir=tmp_path / "index"))
+    _slow_open(monkeypatch, 0.3)
+    opening = threading.Thread(target=slot.open)
+    opening.start()
+    slot.close()
+    opening.join(10)
+    assert slot.get(timeout=0) is None
+
+
+def test_a_store_that_cannot_open_is_one_error_line_and_no_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    slot = RecordsSlot(
+        Settings(index_dir=tmp_path / "index", database_url="postgresql+psycopg://@127.0.0.1:1/x")
+    )
+    slot.open()
+    assert slot.get(timeout=0) is None
+    assert [r.getMessage() for r in caplog.records if r.levelno >= 40] == [
+        "records store not opened"
+    ]
