@@ -10,11 +10,13 @@ article.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from ragbot.index import Index
 from ragbot.models import Hit
+from ragbot.query import normalize
 from ragbot.retrieval import Retrieval
 
 
@@ -72,6 +74,16 @@ def blend(own: Retrieval, context: Retrieval, weight: float = CONTEXT_WEIGHT) ->
 # being left out (chosen on both dialogue tuning sets: leaving them out cost 12 points, halving
 # them gained 3; README: Conversations).
 SHOWN_WEIGHT = 0.5
+
+
+# "what else can it damage?", "any other risks?", "besides that?": the asker has read what was
+# shown and wants something else, so nothing shown is quoted again.
+_ASKS_FOR_OTHER = re.compile(r"\b(?:else|other|others|besides)\b")
+
+
+def shown_weight(question: str) -> float:
+    """The share of its score a sentence already shown keeps for this follow-up."""
+    return 0.0 if _ASKS_FOR_OTHER.search(normalize(question)) else SHOWN_WEIGHT
 
 
 def demote(retrieval: Retrieval, shown: set[str], weight: float = SHOWN_WEIGHT) -> Retrieval:

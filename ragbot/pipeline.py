@@ -19,6 +19,7 @@ from ragbot.conversation import (
     demote,
     last_section,
     shown_sentences,
+    shown_weight,
 )
 from ragbot.embeddings import Embedder, SentenceTransformerEmbedder, Vectors
 from ragbot.errors import IndexCorrupt, InvalidQuestion
@@ -247,7 +248,9 @@ class Pipeline:
             article = route.p("article")
             if context is not None and in_context is not None:
                 around = self.retriever.retrieve(context, vectors[n_said])
-                retrieval = demote(blend(retrieval, around, CONTEXT_WEIGHT), shown)
+                retrieval = demote(
+                    blend(retrieval, around, CONTEXT_WEIGHT), shown, shown_weight(text)
+                )
                 if self.retriever.vocabulary.knows_all(words(text)):
                     # "why?", "and after that?" are about nothing alone: whether they are about
                     # the article is read with the question they follow. A follow-up that brings

@@ -82,6 +82,22 @@ def test_tell_me_more_quotes_only_unseen_sentences_of_the_same_section_until_non
     assert not more.more
 
 
+@pytest.mark.parametrize(
+    "message",
+    ["what else can it damage?", "any other long-term risks?", "and besides that?"],
+)
+@pytest.mark.model
+def test_a_follow_up_asking_for_something_else_quotes_nothing_shown_before(
+    real_pipeline: Pipeline, message: str
+) -> None:
+    question = "Are there long-term side effects on the brain from using ketamine?"
+    first = real_pipeline.ask(question)
+    assert first.status == "answered"
+    trace = real_pipeline.ask_traced(message, [Turn(question, shown(first))])
+    assert trace.turn == "followup"
+    assert not set(shown(trace.answer)) & set(shown(first))
+
+
 @pytest.mark.model
 def test_a_self_contained_question_ignores_the_history(real_pipeline: Pipeline) -> None:
     question = "What was ketamine initially developed as?"
