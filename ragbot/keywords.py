@@ -37,14 +37,14 @@ class KeywordIndex:
     @classmethod
     def build(cls, corpus: Sequence[Sequence[str]]) -> KeywordIndex:
         """Index records given as their (stemmed) tokens; build time only (imports bm25s)."""
-        import bm25s
-
-        # bm25s sets its own logger to DEBUG on import; its per-index chatter is noise here.
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
         vocab = sorted({tok for doc in corpus for tok in doc})
         if not vocab:
             empty = np.zeros(0, dtype=np.int32)
             return cls({}, np.zeros(0, dtype=np.float32), empty, np.zeros(1, np.int64), len(corpus))
+        import bm25s
+
+        # bm25s sets its own logger to DEBUG on import; its per-index chatter is noise here.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         model = bm25s.BM25()
         model.index([list(doc) for doc in corpus], show_progress=False)
         scores = model.scores
@@ -56,11 +56,6 @@ class KeywordIndex:
             np.asarray(scores["indptr"], dtype=np.int64),
             int(scores["num_docs"]),
         )
-
-    @property
-    def vocab(self) -> frozenset[str]:
-        """Every term some record holds."""
-        return frozenset(self.terms)
 
     def scores(self, tokens: Sequence[str]) -> Vectors:
         """BM25 score of every record: the sum of each known token's column, a token counted as
