@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     onnx_threads: int = Field(
         2, ge=1, le=64, description="CPU threads per ONNX Runtime call (see Benchmarks)."
     )
+    blas_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="numpy's BLAS threads once a pipeline is loaded (see Benchmarks).",
+    )
     batch_max: int = Field(
         16, ge=1, le=256, description="Most texts encoded in one model call under load."
     )

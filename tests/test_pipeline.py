@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,3 +69,37 @@ def test_a_failed_build_with_no_previous_index_is_an_error(
     monkeypatch.setattr("ragbot.pipeline.build_index", fail)
     with pytest.raises(BuildError):
         ensure_index(settings(), hashing_embedder)
+
+
+BLAS_PROBE = """
+import json, sys
+from threadpoolctl import threadpool_info
+from ragbot.config import Settings
+from ragbot.embeddings import HashingEmbedder
+from ragbot.pipeline import Pipeline
+before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+settings = Settings(index_dir=sys.argv[1], corpus_dir=sys.argv[2], blas_threads=int(sys.argv[3]))
+Pipeline.load(settings, embedder=HashingEmbedder())
+after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_loading_a_pipeline_holds_numpys_blas_to_the_set_threads(
+    settings: Callable[..., Settings], hashing_embedder: HashingEmbedder, threads: int
+) -> None:
+    """OpenBLAS's own pool spun against the request threads (README: Benchmarks)."""
+    s = settings()
+    build_index(s, hashing_embedder)
+    out = subprocess.run(
+        [sys.executable, "-c", BLAS_PROBE, str(s.index_dir), str(s.corpus_dir), str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["before"], "numpy loads a BLAS"
+    # numpy's, and any loaded with the index (faiss brings its own).
+    assert len(seen["after"]) >= len(seen["before"]) and set(seen["after"]) == {threads}
