@@ -65,7 +65,9 @@ class KeywordIndex:
             col = self.terms.get(tok)
             if col is not None:
                 start, end = self.starts[col], self.starts[col + 1]
-                np.add.at(out, self.rows[start:end], self.data[start:end])
+                # A record appears once in a column, so a plain indexed add is exact (and several
+                # times faster than np.add.at, which bm25s uses).
+                out[self.rows[start:end]] += self.data[start:end]
         return out
 
     def search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
