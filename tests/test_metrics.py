@@ -6,6 +6,7 @@ Metric objects are global to a process, so in-process tests compare a value befo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from server_process import ragbot_serve
 from slack_stub import SlackStub
+from starlette.types import Message, Receive, Scope, Send
 from test_deploy import nginx
 from test_slack import QUESTION as SLACK_QUESTION
 from test_slack import (
@@ -32,6 +34,7 @@ from test_slack import (
 
 from ragbot import metrics
 from ragbot.api import create_app
+from ragbot.api.middleware import MetricsMiddleware
 from ragbot.api.overload import AskGate
 from ragbot.batching import BatchingEmbedder
 from ragbot.config import Settings
@@ -179,6 +182,34 @@ def test_model_time_and_queue_wait_are_observed_per_call_and_per_question() -> N
         encoder.close()
     assert count("ragbot_model_seconds") - model == 2
     assert count("ragbot_model_queue_wait_seconds") - wait == 2
+
+
+def test_a_request_is_counted_when_its_response_is_complete_before_its_background_work() -> None:
+    """A reply's record is written after the response: a scrape right after the response must
+    already count the request, and its time is the response's, not the record's."""
+    labels = {"route": metrics.OTHER_ROUTE, "method": "GET", "status": "200"}
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("ragbot_http_requests_total", labels) or 0.0
+
+    before = counted()
+    during_background: list[float] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+        during_background.append(counted())  # what a scrape would see now
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_message: Message) -> None:
+        return None
+
+    scope: Scope = {"type": "http", "method": "GET", "path": "/nowhere", "headers": []}
+    asyncio.run(MetricsMiddleware(app, routes=[])(scope, receive, send))
+    assert during_background == [before + 1]
+    assert counted() == before + 1  # once, not again when the app returns
 
 
 @pytest.mark.model

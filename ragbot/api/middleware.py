@@ -37,11 +37,29 @@ class RequestIdMiddleware:
         rid = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
-        status_holder = {"status": 500}
+        status = 500
+        logged = False
+
+        def log_request() -> None:
+            nonlocal logged
+            if logged:
+                return
+            logged = True
+            log.info(
+                "request",
+                extra={
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
+                status = message["status"]
                 headers = [
                     (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
                 ]
@@ -51,20 +69,13 @@ class RequestIdMiddleware:
                     headers.append((b"x-content-type-options", b"nosniff"))
                 message["headers"] = headers
             await send(message)
+            if completes_response(message):
+                log_request()
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log.info(
-                "request",
-                extra={
-                    "request_id": rid,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status_holder["status"],
-                    "ms": round((time.perf_counter() - started) * 1000, 1),
-                },
-            )
+            log_request()  # a request that ended without completing its response
 
 
 class MetricsMiddleware:
@@ -79,23 +90,41 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status_holder = {"status": 500}
+        status = 500
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            if counted:
+                return
+            counted = True
+            labels = {
+                "route": route_template(self.routes, scope),
+                "method": scope["method"] if scope["method"] in METHODS else metrics.OTHER_ROUTE,
+                "status": str(status),
+            }
+            metrics.HTTP_REQUESTS.labels(**labels).inc()
+            metrics.HTTP_SECONDS.labels(**labels).observe(time.perf_counter() - started)
 
         async def send_counted(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
+                status = message["status"]
             await send(message)
+            if completes_response(message):
+                count()
 
         try:
             await self.app(scope, receive, send_counted)
         finally:
-            labels = {
-                "route": route_template(self.routes, scope),
-                "method": scope["method"] if scope["method"] in METHODS else metrics.OTHER_ROUTE,
-                "status": str(status_holder["status"]),
-            }
-            metrics.HTTP_REQUESTS.labels(**labels).inc()
-            metrics.HTTP_SECONDS.labels(**labels).observe(time.perf_counter() - started)
+            count()  # a request that ended without completing its response
+
+
+def completes_response(message: Message) -> bool:
+    """Whether a message is the last of its response. Logged and counted then, not when the
+    app returns: background work after it (a reply's record) is not the request's time, and a
+    scrape or a log read right after the response must already see it."""
+    return message["type"] == "http.response.body" and not message.get("more_body", False)
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
