@@ -93,6 +93,24 @@ class Proxy:
         return (self.prefix / "access.log").read_text().splitlines()
 
 
+def logged_requests(proxy: Proxy, expected: int, within_s: float = 5.0) -> dict[str, re.Match[str]]:
+    """The proxy's access-log entry of each request, by request id. nginx writes a request's
+    line once its response has reached the client, so the last lines may land a moment after
+    the load ends: read again until all are there or `within_s` has passed."""
+    deadline = time.monotonic() + within_s
+    while True:
+        log = {
+            match.group(1): match
+            for line in proxy.access_log()
+            if (
+                match := re.search(r" (deploy-\d+) upstream=(\S.*?) upstream_status=(\S.*?) ", line)
+            )
+        }
+        if len(log) >= expected or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
+
+
 def render(listen: str, replica_ports: list[int]) -> str:
     """The shipped template with its two placeholders filled in."""
     servers = "\n        ".join(
@@ -189,13 +207,7 @@ def test_a_replica_killed_under_load_fails_no_request_behind_the_proxy(
         assert killed.is_set() and first.proc.returncode == -signal.SIGKILL
 
         assert failures == []
-        log = {
-            match.group(1): match
-            for line in proxy.access_log()
-            if (
-                match := re.search(r" (deploy-\d+) upstream=(\S.*?) upstream_status=(\S.*?) ", line)
-            )
-        }
+        log = logged_requests(proxy, REQUESTS)
         assert len(log) == REQUESTS
         survivor = f"127.0.0.1:{second.port}"
         victim = f"127.0.0.1:{first.port}"
