@@ -138,9 +138,8 @@ async def _open_store(app: FastAPI, settings: Settings) -> None:
 
 
 async def _open_records(slot: RecordsSlot) -> None:
-    # Shielded: a shutdown while it opens waits for it, and the slot closes what it opened.
-    with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(slot.open)
+    # Not abandoned on cancel: a shutdown while it opens waits for it, then closes the store.
+    await anyio.to_thread.run_sync(slot.open)
 
 
 def _close_store(app: FastAPI) -> None:
