@@ -386,3 +386,74 @@ def test_a_store_that_cannot_open_is_one_error_line_and_no_store(
     assert [r.getMessage() for r in caplog.records if r.levelno >= 40] == [
         "records store not opened"
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The records queue (api/writer.py): replies never wait for their records
+
+
+def _reply_inserts(engine_class: Any, counts: list[int]) -> Any:
+    """A listener counting the INSERT statements into `replies` and the rows each carried."""
+
+    def listener(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO REPLIES"):
+            counts.append(len(parameters) if many else 1)
+
+    sa.event.listen(engine_class, "before_cursor_execute", listener)
+    return listener
+
+
+def test_replies_queued_together_are_written_in_one_statement(
+    pipeline: Pipeline, store_settings: Settings
+) -> None:
+    trace = pipeline.ask_traced(QUESTION)
+    slot = RecordsSlot(store_settings)
+    for n in range(40):  # the store is not open yet: all of them wait in the queue
+        slot.keep_reply(pipeline, trace, f"queued-{n}", "api", QUESTION, 3.0, keep_questions=False)
+    inserts: list[int] = []
+    listener = _reply_inserts(sa.engine.Engine, inserts)
+    try:
+        slot.open()
+        records = slot.get()
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", listener)
+    assert records is not None
+    assert inserts == [40]
+    assert all(records.reply(f"queued-{n}") is not None for n in range(40))
+    slot.close()
+
+
+def test_every_queued_reply_is_written_before_the_store_closes(
+    pipeline: Pipeline, store_settings: Settings
+) -> None:
+    trace = pipeline.ask_traced(QUESTION)
+    slot = RecordsSlot(store_settings)
+    slot.open()
+    for n in range(300):
+        slot.keep_reply(pipeline, trace, f"late-{n}", "api", QUESTION, 3.0, keep_questions=False)
+    slot.close()
+    store = Records.open(store_settings)
+    try:
+        assert len(store.replies()) == 300
+    finally:
+        store.close()
+
+
+def test_a_record_that_cannot_be_built_costs_only_itself(
+    pipeline: Pipeline, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    trace = pipeline.ask_traced(QUESTION)
+    slot = RecordsSlot(settings)
+    slot.keep_reply(pipeline, trace, "before", "api", QUESTION, 3.0, keep_questions=False)
+    slot.keep_reply(pipeline, None, "broken", "api", QUESTION, 3.0, keep_questions=False)  # type: ignore[arg-type]
+    slot.keep_reply(pipeline, trace, "after", "api", QUESTION, 3.0, keep_questions=False)
+    slot.open()
+    records = slot.get()
+    assert records is not None
+    assert records.reply("before") is not None and records.reply("after") is not None
+    assert records.reply("broken") is None
+    assert "reply record not built" in [r.getMessage() for r in caplog.records]
+    slot.close()

@@ -3,15 +3,18 @@
 Opening it imports SQLAlchemy and checks the schema, a sixth of the cold start (README:
 Benchmarks), and nothing needs it before the first reply is kept. Until it is open, whoever needs
 it waits (a bounded wait, off the event loop); a store that cannot be opened is one error line,
-and the API answers anyway.
+and the API answers anyway. Reply records go through a queue (api/writer.py): a reply never
+waits for its record, and whoever reads the store gets it with every queued record written.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from typing import TYPE_CHECKING
 
+from ragbot.api.writer import ReplyWriter
 from ragbot.config import Settings
 from ragbot.errors import StoreUnavailable
 
@@ -35,6 +38,7 @@ class RecordsSlot:
         self._done = threading.Event()
         self._closed = False
         self._lock = threading.Lock()
+        self._writer = ReplyWriter(self._opened)
 
     def open(self) -> None:
         """Open the store (blocking: call it from a worker thread)."""
@@ -53,9 +57,12 @@ class RecordsSlot:
         self._done.set()
 
     def get(self, timeout: float = OPEN_WAIT_S) -> Records | None:
-        """The open store, waiting for it while it opens (blocking); None if it cannot be used."""
-        self._done.wait(timeout)
-        return self._records
+        """The open store with every queued reply record written, waiting for both (blocking);
+        None if it cannot be used."""
+        records = self._opened(timeout)
+        if records is not None:
+            self._writer.flush(timeout)
+        return records
 
     def keep_reply(
         self,
@@ -68,27 +75,32 @@ class RecordsSlot:
         *,
         keep_questions: bool,
     ) -> None:
-        """Write a reply's record once the store is open (see records.keep.keep_reply)."""
-        records = self.get()
-        if records is None:
-            return  # the reason was logged when the store failed to open
-        from ragbot.records.keep import keep_reply
+        """Queue a reply's record (see records.keep.record_of); returns at once."""
+        from ragbot.records.keep import record_of
 
-        keep_reply(
-            records,
-            pipeline,
-            trace,
-            request_id,
-            channel,
-            question,
-            latency_ms,
-            keep_questions=keep_questions,
+        self._writer.submit(
+            partial(
+                record_of,
+                pipeline,
+                trace,
+                request_id,
+                channel,
+                question,
+                latency_ms,
+                keep_questions=keep_questions,
+            )
         )
 
     def close(self) -> None:
-        """Close the store; one still opening is closed when it is done."""
+        """Write the queued records, then close the store; one still opening is closed when it
+        is done."""
+        self._writer.close(OPEN_WAIT_S)
         with self._lock:
             self._closed = True
             records, self._records = self._records, None
         if records is not None:
             records.close()
+
+    def _opened(self, timeout: float = OPEN_WAIT_S) -> Records | None:
+        self._done.wait(timeout)
+        return self._records

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Annotated
 
 import anyio
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, Depends, Request
 
 from ragbot.api.overload import AskGate, RateLimit
 from ragbot.api.schemas import (
@@ -73,9 +73,7 @@ RETRY_HEADER = {
     },
     summary="Ask a question about the article",
 )
-async def ask(
-    body: AskRequest, request: Request, pipeline: PipelineDep, after: BackgroundTasks
-) -> AskResponse:
+async def ask(body: AskRequest, request: Request, pipeline: PipelineDep) -> AskResponse:
     """Answer with verbatim, cited sentences, or say why not; the disclaimer is always included."""
     max_chars = pipeline.settings.max_question_chars
     # The documented maxLength counts the characters sent, surrounding spaces included.
@@ -100,10 +98,9 @@ async def ask(
     rid: str = request.state.request_id
     records: RecordsSlot | None = request.app.state.records
     if records is not None:
-        # After the response is sent, in a worker thread: a slow or broken store never delays it.
+        # Queued, written by the records thread: a slow or broken store never delays a reply.
         channel: Channel = "widget" if request.headers.get(CHANNEL_HEADER) == "widget" else "api"
-        after.add_task(
-            records.keep_reply,
+        records.keep_reply(
             pipeline,
             trace,
             rid,

@@ -176,20 +176,13 @@ class Records:
 
     def add_reply(self, record: ReplyRecord) -> None:
         """Keep a reply's record (a request id seen again replaces it)."""
-        values = {
-            "request_id": record.request_id,
-            "time": record.time,
-            "channel": record.channel,
-            "status": record.status,
-            "intent": record.intent,
-            "turn": record.turn,
-            "sections": json.dumps(list(record.sections)),
-            "build_id": record.build_id,
-            "latency_ms": record.latency_ms,
-            "question": record.question,
-            "nearest_section": record.nearest_section,
-        }
-        self._upsert(replies, values)
+        self.add_replies([record])
+
+    def add_replies(self, records: Sequence[ReplyRecord]) -> None:
+        """Keep reply records in one transaction (a request id seen again replaces its record)."""
+        if not records:
+            return
+        self._upsert(replies, [_row_of(record) for record in records])
         if time.monotonic() - self._purged_at >= PURGE_EVERY_S:
             self.purge()
 
@@ -220,7 +213,7 @@ class Records:
         record = FeedbackRecord(request_id, rating, text, now_utc())
         self._upsert(
             feedback,
-            {"request_id": request_id, "rating": rating, "comment": text, "time": record.time},
+            [{"request_id": request_id, "rating": rating, "comment": text, "time": record.time}],
         )
         return record
 
@@ -250,17 +243,19 @@ class Records:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _upsert(self, table: sa.Table, values: dict[str, Any]) -> None:
+    def _upsert(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
         dialect = self.engine.dialect.name
         insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(table).values(**values)
+        statement = insert(table)
         key = [c.name for c in table.primary_key.columns]
+        # The new row's values (`excluded`), so that one statement serves every row of a batch.
         statement = statement.on_conflict_do_update(
-            index_elements=key, set_={k: v for k, v in values.items() if k not in key}
+            index_elements=key,
+            set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in key},
         )
         try:
             with self.engine.begin() as conn:
-                conn.execute(statement)
+                conn.execute(statement, list(rows))
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"records store: {_brief(exc)}") from exc
 
@@ -291,6 +286,22 @@ def _create_tables(engine: sa.Engine) -> None:
                 engine.dispose()
                 raise StoreUnavailable(f"records store cannot be opened: {_brief(exc)}") from exc
             time.sleep(0.2)
+
+
+def _row_of(record: ReplyRecord) -> dict[str, Any]:
+    return {
+        "request_id": record.request_id,
+        "time": record.time,
+        "channel": record.channel,
+        "status": record.status,
+        "intent": record.intent,
+        "turn": record.turn,
+        "sections": json.dumps(list(record.sections)),
+        "build_id": record.build_id,
+        "latency_ms": record.latency_ms,
+        "question": record.question,
+        "nearest_section": record.nearest_section,
+    }
 
 
 def _reply_of(row: Any) -> ReplyRecord:
