@@ -42,11 +42,14 @@ def shown_sentences(index: Index, history: Iterable[Turn]) -> set[str]:
     return shown
 
 
+def last_shown(index: Index, history: Sequence[Turn]) -> set[str]:
+    """The sentence ids the last reply showed."""
+    return shown_sentences(index, history[-1:]) if history else set()
+
+
 def last_section(index: Index, history: Sequence[Turn]) -> str | None:
     """The section of the last reply's first quoted sentence, if the last reply quoted any."""
-    if not history:
-        return None
-    ids = shown_sentences(index, history[-1:])
+    ids = last_shown(index, history)
     if not ids:
         return None
     first = min((index.sentence_by_id[i] for i in ids), key=lambda s: (s.doc_id, s.start))
@@ -84,6 +87,36 @@ _ASKS_FOR_OTHER = re.compile(r"\b(?:else|other|others|besides)\b")
 def shown_weight(question: str) -> float:
     """The share of its score a sentence already shown keeps for this follow-up."""
     return 0.0 if _ASKS_FOR_OTHER.search(normalize(question)) else SHOWN_WEIGHT
+
+
+# A follow-up often asks what the article says next: "and after that?", "what does that do?",
+# "how does it promote it?" after a quoted sentence are answered by the sentence that follows it
+# in its section (a third of the follow-ups of the dialogue sets). That sentence gains this share
+# of the best score. Chosen on the dialogue tuning sets (0.3 and 0.7 tied, 0.5 and 1.0 worse;
+# the sentence before gained nothing) and checked on the measured dialogue hold-outs v1-v7:
+# 0.711 -> 0.737, none worse (README: Conversations).
+NEXT_BONUS = 0.3
+
+
+def toward_next(
+    retrieval: Retrieval, index: Index, last_shown: set[str], bonus: float = NEXT_BONUS
+) -> Retrieval:
+    """The ranking with the sentence after each one the last reply quoted raised by `bonus`
+    times the best score (a sentence the reply itself quoted is not raised)."""
+    if not last_shown or not retrieval.sentences:
+        return retrieval
+    following = set()
+    for sid in last_shown:
+        sentence = index.sentence_by_id[sid]
+        for after in index.section_sentences[sentence.section_id]:
+            if after.ordinal == sentence.ordinal + 1 and after.sentence_id not in last_shown:
+                following.add(after.sentence_id)
+    if not following:
+        return retrieval
+    lift = bonus * retrieval.sentences[0].score
+    return _ranked(
+        replace(h, score=h.score + lift) if h.ref in following else h for h in retrieval.sentences
+    )
 
 
 def demote(retrieval: Retrieval, shown: set[str], weight: float = SHOWN_WEIGHT) -> Retrieval:

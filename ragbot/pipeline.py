@@ -18,8 +18,10 @@ from ragbot.conversation import (
     blend,
     demote,
     last_section,
+    last_shown,
     shown_sentences,
     shown_weight,
+    toward_next,
 )
 from ragbot.embeddings import Embedder, SentenceTransformerEmbedder, Vectors
 from ragbot.errors import IndexCorrupt, InvalidQuestion
@@ -249,8 +251,10 @@ class Pipeline:
             article = route.p("article")
             if context is not None and in_context is not None:
                 around = self.retriever.retrieve(context, vectors[n_said])
-                retrieval = demote(
-                    blend(retrieval, around, CONTEXT_WEIGHT), shown, shown_weight(text)
+                retrieval = toward_next(
+                    demote(blend(retrieval, around, CONTEXT_WEIGHT), shown, shown_weight(text)),
+                    self.index,
+                    last_shown(self.index, turns),
                 )
                 if self.retriever.vocabulary.knows_all(words(text)):
                     # "why?", "and after that?" are about nothing alone: whether they are about

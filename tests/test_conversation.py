@@ -98,6 +98,34 @@ def test_a_follow_up_asking_for_something_else_quotes_nothing_shown_before(
     assert not set(shown(trace.answer)) & set(shown(first))
 
 
+@pytest.mark.parametrize(
+    ("question", "follow_up"),
+    [
+        (
+            "pt asking: how quickly does ketamine reach the brain?",
+            "what does it do once it's there?",
+        ),
+        ("is ketamine bad for your memory", "so how do they keep ppl safe"),
+    ],
+)
+@pytest.mark.model
+def test_a_follow_up_leans_towards_the_sentence_after_the_one_quoted(
+    real_pipeline: Pipeline, question: str, follow_up: str
+) -> None:
+    first = real_pipeline.ask(question)
+    index = real_pipeline.index
+    quoted = [index.sentence_by_id[c.ref] for c in first.citations]
+    following = {
+        s.sentence_id
+        for q in quoted
+        for s in index.section_sentences[q.section_id]
+        if s.ordinal == q.ordinal + 1
+    }
+    trace = real_pipeline.ask_traced(follow_up, [Turn(question, shown(first))])
+    assert trace.turn == "followup"
+    assert {c.ref for c in trace.answer.citations} & (following - set(shown(first)))
+
+
 @pytest.mark.model
 def test_a_self_contained_question_ignores_the_history(real_pipeline: Pipeline) -> None:
     question = "What was ketamine initially developed as?"
