@@ -23,6 +23,7 @@ HOLDOUTS = (
     "holdout_v5.jsonl",
     "holdout_v6.jsonl",
     "holdout_v7.jsonl",
+    "holdout_v8.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 

@@ -31,6 +31,7 @@ HOLDOUTS = (
     "holdout_v9.jsonl",
     "holdout_v10.jsonl",
     "holdout_v11.jsonl",
+    "holdout_v12.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
