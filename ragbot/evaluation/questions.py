@@ -32,6 +32,7 @@ HOLDOUTS = (
     "holdout_v10.jsonl",
     "holdout_v11.jsonl",
     "holdout_v12.jsonl",
+    "holdout_v13.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
