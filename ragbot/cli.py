@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
+from functools import partial
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -225,7 +226,7 @@ def keep_cli_reply(
 ) -> None:
     """Write the reply's record (channel "cli"); a store that cannot be opened is one warning."""
     from ragbot.records import Records
-    from ragbot.records.keep import keep_reply
+    from ragbot.records.keep import keep_reply, record_of
 
     try:
         records = Records.open(settings)
@@ -233,8 +234,8 @@ def keep_cli_reply(
         logging.getLogger("ragbot.cli").warning("reply record not written: %s", exc.message)
         return
     try:
-        keep_reply(
-            records,
+        make = partial(
+            record_of,
             pipeline,
             trace,
             request_id,
@@ -243,6 +244,7 @@ def keep_cli_reply(
             latency_ms,
             keep_questions=settings.keep_questions,
         )
+        keep_reply(records, make, request_id)
     finally:
         records.close()
 

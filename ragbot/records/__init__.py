@@ -1,7 +1,7 @@
 """Durable records of replies and their ratings, for the clinic's team (SQLAlchemy Core).
 
 __init__.py  the record dataclasses, reply_record() and Records: open, write, read, purge
-keep.py      keep_reply(): the record of one reply from any surface (API, widget, Slack, CLI)
+keep.py      record_of(): the record of one reply from any surface; keep_reply() writes it
 migrate.py   columns added since a table was created, added in place
 redact.py    emails and phone numbers out of free text before it is stored
 

@@ -1,8 +1,10 @@
-"""keep_reply(): write the record of one reply from any surface; a store error never reaches it."""
+"""record_of(): the record of one reply from any surface; keep_reply(): write it, a store error
+never reaching the reply."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ragbot.records import Channel, Records, ReplyRecord, reply_record
@@ -40,29 +42,10 @@ def record_of(
     )
 
 
-def keep_reply(
-    records: Records,
-    pipeline: Pipeline,
-    trace: Trace,
-    request_id: str,
-    channel: Channel,
-    question: str,
-    latency_ms: float,
-    *,
-    keep_questions: bool,
-) -> None:
-    """Write a reply's record; a store error is logged and swallowed, the reply is already sent."""
+def keep_reply(records: Records, make: Callable[[], ReplyRecord], request_id: str) -> None:
+    """Write the record `make` builds (record_of, bound to one reply); a store error, or one
+    building it, is logged and swallowed: the reply is already sent."""
     try:
-        records.add_reply(
-            record_of(
-                pipeline,
-                trace,
-                request_id,
-                channel,
-                question,
-                latency_ms,
-                keep_questions=keep_questions,
-            )
-        )
+        records.add_reply(make())
     except Exception as exc:  # nothing a record does may reach the visitor
         log.error("reply record not written", extra={"request_id": request_id, "error": str(exc)})

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
@@ -37,7 +38,7 @@ from ragbot.errors import InvalidQuestion, StoreUnavailable
 from ragbot.models import Answer
 from ragbot.pipeline import Pipeline
 from ragbot.records import Records
-from ragbot.records.keep import keep_reply
+from ragbot.records.keep import keep_reply, record_of
 from ragbot.slack.blocks import Reply, answer_reply, notice_reply, question_from_slack, usage_reply
 from ragbot.slack.comments import listen_for_comments
 from ragbot.slack.ratings import RecordsGetter, listen_for_ratings
@@ -289,8 +290,8 @@ class _Answers:
         def keep() -> None:
             records = self.get_records()
             if records is not None:
-                keep_reply(
-                    records,
+                make = partial(
+                    record_of,
                     pipeline,
                     trace,
                     request_id,
@@ -299,6 +300,7 @@ class _Answers:
                     latency_ms,
                     keep_questions=self.settings.keep_questions,
                 )
+                keep_reply(records, make, request_id)
 
         return Made(answer_reply(answer, request_id), answer, keep)
 
