@@ -26,9 +26,9 @@ from ragbot.errors import RagbotError
 from ragbot.evaluation import load_questions, run_cli
 from ragbot.index import build_index
 from ragbot.pipeline import Pipeline
-from ragbot.records import Records, metadata, reply_record
+from ragbot.records import Records, ReplyRecord, metadata, reply_record
 from ragbot.reporting import read_report, write_report
-from ragbot.reporting.gather import parse_since
+from ragbot.reporting.gather import gather, parse_since
 from ragbot.reporting.grouping import group_questions
 from ragbot.reporting.render import render_html, render_markdown
 
@@ -223,6 +223,32 @@ def test_since_leaves_out_replies_from_before_it(records: Records, tmp_path: Pat
     assert recent.statuses["no_answer"] == 0 and recent.refused == 1
     # Every day of the period is shown, quiet days included.
     assert len(recent.by_day) == 8 and recent.by_day[0].day == (now - timedelta(days=7)).date()
+
+
+def test_the_days_run_to_the_reports_own_day_even_when_today_is_quiet() -> None:
+    # Made five minutes after midnight, the last reply an hour before: today still has a row.
+    just_after_midnight = datetime(2025, 3, 10, 0, 5, tzinfo=UTC)
+    reply = ReplyRecord(
+        request_id="r1",
+        time=just_after_midnight - timedelta(hours=1),
+        channel="api",
+        status="answered",
+        intent="article",
+        turn="first",
+        sections=(),
+        build_id="b",
+        latency_ms=1.0,
+    )
+    report = gather(
+        [reply],
+        {},
+        embed=None,
+        max_distance=0.5,
+        since=just_after_midnight - timedelta(days=2),
+        now=just_after_midnight,
+    )
+    assert [d.day.isoformat() for d in report.by_day] == ["2025-03-08", "2025-03-09", "2025-03-10"]
+    assert [d.counts["answered"] for d in report.by_day] == [0, 1, 0]
 
 
 def test_kept_unanswered_questions_are_grouped_and_suggested_and_crises_only_counted(

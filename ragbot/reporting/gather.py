@@ -135,13 +135,14 @@ def gather(
             topics.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] or "")
         )
     ]
+    generated = now or datetime.now(UTC)
     return ContentReport(
-        generated=now or datetime.now(UTC),
+        generated=generated,
         since=since,
         replies=len(replies),
         statuses=dict(statuses),
         channels=dict(sorted(Counter(r.channel for r in replies).items())),
-        by_day=_by_day(replies, since),
+        by_day=_by_day(replies, since, generated),
         cited=_cited(replies),
         least_helpful=_least_helpful(rated),
         rated_up=sum(v == "up" for _, v in rated),
@@ -154,8 +155,13 @@ def gather(
     )
 
 
-def _by_day(replies: Sequence[ReplyRecord], since: datetime | None) -> list[DayCounts]:
-    """Every day from the start of the period to the last reply, days without replies included."""
+def _by_day(
+    replies: Sequence[ReplyRecord], since: datetime | None, generated: datetime
+) -> list[DayCounts]:
+    """Every day from the start of the period to the report's own day, quiet days included.
+
+    The period ends when the report is made, not at the last reply: a quiet today is news.
+    """
     if not replies:
         return []
     days: dict[date, Counter[str]] = {}
@@ -163,9 +169,10 @@ def _by_day(replies: Sequence[ReplyRecord], since: datetime | None) -> list[DayC
         days.setdefault(r.time.astimezone(UTC).date(), Counter())[r.status] += 1
     first = since.astimezone(UTC).date() if since is not None else min(days)
     first = min(first, min(days))
+    last = max(max(days), generated.astimezone(UTC).date())
     out: list[DayCounts] = []
     day = first
-    while day <= max(days):
+    while day <= last:
         counts = days.get(day, Counter())
         out.append(DayCounts(day, {s: counts.get(s, 0) for s in _statuses(counts)}))
         day += timedelta(days=1)
