@@ -9,6 +9,7 @@ from ragbot.router import (
     HASH_FEATURES,
     INTENTS,
     NGRAM_RANGE,
+    RETIRED_HOLDOUTS,
     Router,
     crisis_score,
     hashed_ngrams,
@@ -47,6 +48,32 @@ def test_the_training_batches_hold_every_intent_and_two_thousand_questions() -> 
         ex.gold_sentences for ex in examples if ex.intent == "article" and ex.batch != "followups"
     )
     assert any(ex.batch == "followups" for ex in examples)
+
+
+def test_retired_hold_out_sets_train_the_router_with_intents_from_their_labels() -> None:
+    from ragbot.evaluation.questions import default_questions_path, load_questions
+
+    examples = load_examples()
+    by_batch = {ex.batch for ex in examples}
+    for name in RETIRED_HOLDOUTS:
+        questions = load_questions(default_questions_path().with_name(name))
+        batch = [ex for ex in examples if ex.batch == name.removesuffix(".jsonl")]
+        assert [ex.text for ex in batch] == [q.question for q in questions]
+        for ex, q in zip(batch, questions, strict=True):
+            assert ex.intent == {"crisis": "crisis", "medical_advice": "advice"}.get(
+                q.category, "article" if q.expected_status == "answered" else "other"
+            )
+            assert ex.gold_sentences == (q.gold_sentences if ex.intent == "article" else ())
+    assert by_batch >= {name.removesuffix(".jsonl") for name in RETIRED_HOLDOUTS}
+
+
+def test_the_newest_hold_out_set_is_never_trained_on() -> None:
+    from ragbot.evaluation.questions import HOLDOUTS, default_questions_path, load_questions
+
+    assert HOLDOUTS[-1] not in RETIRED_HOLDOUTS
+    assert set(RETIRED_HOLDOUTS) < set(HOLDOUTS)
+    newest = load_questions(default_questions_path().with_name(HOLDOUTS[-1]))
+    assert not {q.question for q in newest} & {ex.text for ex in load_examples()}
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from ragbot.evaluation import metrics as m
 from ragbot.evaluation.questions import EvalQuestion, Split, assign_splits
 from ragbot.guardrails import DISCLAIMER
 from ragbot.models import Answer
+from ragbot.router import intent_of
 
 Value = float | None  # None: not applicable (no question of that kind, or not exposed over HTTP)
 
@@ -74,11 +75,7 @@ INFORMATIONAL = frozenset({"sensitive", "informational"})
 
 def expected_intent(q: EvalQuestion) -> str:
     """The router intent a question should get, from its category and expected status."""
-    if q.category == "crisis":
-        return "crisis"
-    if q.category == "medical_advice":
-        return "advice"
-    return "article" if q.expected_status == "answered" else "other"
+    return intent_of(q.category, q.expected_status)
 
 
 @dataclass(frozen=True)
