@@ -33,6 +33,15 @@ def test_every_set_the_evaluation_replays_is_shipped() -> None:
     assert set(TUNES) | set(HOLDOUTS) <= set(SHIPPED)
 
 
+def test_retired_dialogue_sets_teach_the_turn_kinds_and_the_newest_never_does() -> None:
+    from ragbot.turns import RETIRED_DIALOGUES, load_turn_examples
+
+    assert HOLDOUTS[-1] not in RETIRED_DIALOGUES and set(RETIRED_DIALOGUES) < set(HOLDOUTS)
+    batches = {ex.batch for ex in load_turn_examples([])}
+    assert {f"dialogues-{name.removesuffix('.jsonl')}" for name in RETIRED_DIALOGUES} <= batches
+    assert f"dialogues-{HOLDOUTS[-1].removesuffix('.jsonl')}" not in batches
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_dialogue_set_keeps_the_format_and_quotes_the_article(
     name: str, shipped_corpus_dir: Path

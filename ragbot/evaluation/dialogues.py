@@ -24,6 +24,7 @@ HOLDOUTS = (
     "holdout_v6.jsonl",
     "holdout_v7.jsonl",
     "holdout_v8.jsonl",
+    "holdout_v9.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
