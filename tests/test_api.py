@@ -43,12 +43,11 @@ SECTION_QUESTIONS = [
     ("How does Nue Life supervise ketamine experiences?", "directly supervised and monitored"),
 ]
 
-# A miss measured when the router and ranker were trained (README: what did not generalise): it
-# reads as a history question the article does not cover (router p(article) 0.34 since the
-# eighth batch's near misses; it was answered with seven batches). "What happens to ketamine
-# after administration?" was a miss until the `coverage` batch.
-ROUTER_MISS = "What was ketamine initially developed as?"
-KNOWN_MISSES = frozenset({ROUTER_MISS})
+# No known misses since stop 22. "What was ketamine initially developed as?" read as a history
+# question the article does not cover from the eighth batch until the retired hold-outs joined
+# the training; "What happens to ketamine after administration?" was a miss until the `coverage`
+# batch. A new miss goes here, strictly expected to fail, with the README's reason.
+KNOWN_MISSES: frozenset[str] = frozenset()
 ANSWERED_QUESTIONS = [
     pytest.param(q, e, marks=pytest.mark.xfail(strict=True, reason="known miss"))
     if q in KNOWN_MISSES
@@ -86,7 +85,7 @@ def test_answer_holds_the_sentence_that_answers_the_question(
 
 
 @pytest.mark.parametrize(
-    ("question", "_"), [(q, e) for q, e in SECTION_QUESTIONS if q != ROUTER_MISS]
+    ("question", "_"), [(q, e) for q, e in SECTION_QUESTIONS if q not in KNOWN_MISSES]
 )
 def test_answer_quotes_are_verbatim_slices_of_the_document(
     client: TestClient, real_pipeline: Pipeline, question: str, _: str

@@ -101,10 +101,7 @@ def test_a_follow_up_asking_for_something_else_quotes_nothing_shown_before(
 @pytest.mark.parametrize(
     ("question", "follow_up"),
     [
-        (
-            "pt asking: how quickly does ketamine reach the brain?",
-            "what does it do once it's there?",
-        ),
+        ("how does ketamine help with depression", "and that lasts?"),
         ("is ketamine bad for your memory", "so how do they keep ppl safe"),
     ],
 )
@@ -151,7 +148,8 @@ def test_a_follow_up_that_reads_as_crisis_only_alone_carries_the_resources_inste
 ) -> None:
     question = "does ketamine rewire your brain"
     history = [Turn(question, shown(real_pipeline.ask(question)))]
-    trace = real_pipeline.ask_traced("forever?", history)
+    assert real_pipeline.ask_traced("forever").route.crisis  # alone, it reads as a crisis
+    trace = real_pipeline.ask_traced("forever", history)
     assert trace.turn == "followup"
     assert trace.answer.status != "crisis" and trace.answer.resources == CRISIS_MESSAGE
 
