@@ -226,8 +226,9 @@ class Pipeline:
         # Each message is screened on its own: history never makes advice acceptable.
         route = self.router.route(text, vector, said, vectors[1 + n_parts : n_said])
         # "forever" after "does it rewire your brain" reads as crisis alone but not with the
-        # question it follows: it gets a follow-up's reply, with the resources first. A crisis pattern still
-        # decides alone (screen() below), and "ok. i took all of them" is a crisis either way.
+        # question it follows: it gets a follow-up's reply, with the resources first. A crisis
+        # pattern still decides alone (screen() below), and "ok. i took all of them" is a crisis
+        # either way.
         if in_context is not None and route.crisis and not in_context.crisis:
             route = replace(route, crisis=False, distress=True)
         screening = screen(text, route, self.screen_policy)

@@ -86,9 +86,9 @@ class TurnExample:
 def load_turn_examples(
     router_examples: Sequence[Example], folder: Path | None = None
 ) -> list[TurnExample]:
-    """The labelled turns: the dialogue tuning and retired sets' turns, the router's mid-conversation batch
-    by subtype (follow-ups, requests for more, and chit-chat that asks for nothing), and every
-    other router question as a message that stands alone."""
+    """The labelled turns: the turns of the dialogue tuning and retired sets, the router's
+    mid-conversation batch by subtype (follow-ups, requests for more, and chit-chat that asks
+    for nothing), and every other router question as a message that stands alone."""
     out: list[TurnExample] = []
     subtypes = _followup_subtypes(folder)
     for ex in router_examples:
