@@ -14,6 +14,7 @@ the crisis resources to any other reply (README: the router).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -188,13 +189,19 @@ def _bucket(gram: str) -> int:
     return abs(h) % HASH_FEATURES if h != -(2**31) else (2**31 - HASH_FEATURES) % HASH_FEATURES
 
 
+# The build hashes most texts twice (the router's examples are the turn classifier's "new"
+# messages too): the n-grams of a text are kept for the next call. Training only; serving
+# hashes each message once in linear_probabilities.
+_build_ngrams = functools.lru_cache(maxsize=2**15)(hashed_ngrams)
+
+
 def features(texts: Sequence[str], vectors: Vectors) -> Any:
     """The sparse feature matrix for training: embedding view and n-gram view side by side."""
     from scipy import sparse
 
     rows, cols, values = [], [], []
     for row, text in enumerate(texts):
-        for col, value in hashed_ngrams(text).items():
+        for col, value in _build_ngrams(text).items():
             rows.append(row)
             cols.append(col)
             values.append(value)
