@@ -30,6 +30,7 @@ from ragbot.router import (
     EMBEDDING_WEIGHT,
     ArrayF,
     Example,
+    batch_folds,
     features,
     fit_each,
     linear_probabilities,
@@ -201,16 +202,14 @@ def _predict(x: Any, coef: ArrayF, intercept: ArrayF) -> list[Kind]:
 
 
 def train_turns(examples: Sequence[TurnExample], vectors: Vectors) -> TurnClassifier:
-    """Fit on every example; report accuracy and "more" recall on folds that hold out one
-    batch (file) at a time, the floor counted."""
+    """Fit on every example; report accuracy and "more" recall on folds that hold out whole
+    batches (files; `batch_folds`), the floor counted."""
     if {ex.kind for ex in examples} != set(KINDS):
         raise BuildError("the turn classifier needs examples of every kind: " + ", ".join(KINDS))
     x = features([ex.text for ex in examples], vectors)
     labels = np.array([ex.kind for ex in examples])
     held_out: list[str] = [""] * len(examples)
-    tests = [
-        np.array([ex.batch == b for ex in examples]) for b in sorted({ex.batch for ex in examples})
-    ]
+    tests = batch_folds([ex.batch for ex in examples])
     # A fold that cannot learn every kind is left out.
     tests = [t for t in tests if len(set(labels[~t])) == len(KINDS)]
     for test, (coef, intercept) in zip(

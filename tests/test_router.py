@@ -11,6 +11,7 @@ from ragbot.router import (
     NGRAM_RANGE,
     RETIRED_HOLDOUTS,
     Router,
+    batch_folds,
     crisis_score,
     hashed_ngrams,
     lexical_text,
@@ -103,3 +104,25 @@ def test_a_router_routes_from_its_weights_and_marks_crisis_and_distress() -> Non
     alarm = router.route("hello", np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32))
     assert not calm.crisis and not calm.distress and calm.p("crisis") == pytest.approx(0.25)
     assert alarm.crisis and alarm.distress and alarm.intent == "crisis"
+
+
+def test_held_out_folds_hold_out_whole_batches_each_exactly_once_in_groups_of_about_equal_size() -> (
+    None
+):
+    batches = [ex.batch for ex in load_examples()]
+    folds = batch_folds(batches, 5)
+    column = np.array(batches)
+    assert len(folds) == 5
+    assert (np.sum(folds, axis=0) == 1).all(), "every example is held out by exactly one fold"
+    for test in folds:
+        held = set(column[test])
+        assert not held & set(column[~test]), "a batch is held out whole or not at all"
+    sizes = [int(t.sum()) for t in folds]
+    largest_batch = max(batches.count(b) for b in set(batches))
+    assert max(sizes) - min(sizes) <= largest_batch
+
+
+def test_a_single_batch_has_no_folds_and_few_batches_give_one_fold_each() -> None:
+    assert batch_folds(["a", "a", "a"]) == []
+    folds = batch_folds(["a", "b", "b"], 5)
+    assert [t.tolist() for t in folds] == [[False, True, True], [True, False, False]]
