@@ -36,6 +36,24 @@ def test_each_stage_of_ask_is_reported_to_the_hook_in_order(
     pipeline.encoder.close()
 
 
+def test_a_text_that_recurs_in_a_message_is_encoded_once_and_every_vector_is_its_own(
+    settings: Callable[..., Settings], hashing_embedder: HashingEmbedder
+) -> None:
+    s = settings()
+    build_index(s, hashing_embedder)
+    pipeline = Pipeline.from_index(s, hashing_embedder, load_index(s, hashing_embedder))
+    encoded: list[str] = []
+    embed = pipeline.encoder.embed
+    pipeline.encoder.embed = lambda texts: encoded.extend(texts) or embed(texts)  # type: ignore[method-assign]
+    texts = ["how long does it last", "why", "how long does it last", "why", "and after"]
+    vectors = pipeline.embed_queries(texts)
+    assert encoded == ["how long does it last", "why", "and after"]
+    assert vectors.shape[0] == len(texts)
+    for text, vector in zip(texts, vectors, strict=True):
+        assert (vector == hashing_embedder.embed([text])[0]).all(), text
+    pipeline.encoder.close()
+
+
 def test_a_failed_rebuild_of_a_changed_corpus_serves_the_previous_index_marked_stale(
     tmp_path: Path,
     shipped_corpus_dir: Path,
