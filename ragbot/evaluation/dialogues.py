@@ -25,6 +25,7 @@ HOLDOUTS = (
     "holdout_v7.jsonl",
     "holdout_v8.jsonl",
     "holdout_v9.jsonl",
+    "holdout_v10.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 

@@ -36,6 +36,7 @@ HOLDOUTS = (
     "holdout_v12.jsonl",
     "holdout_v13.jsonl",
     "holdout_v14.jsonl",
+    "holdout_v15.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
