@@ -38,6 +38,7 @@ HOLDOUTS = (
     "holdout_v14.jsonl",
     "holdout_v15.jsonl",
     "holdout_v16.jsonl",
+    "holdout_v17.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
