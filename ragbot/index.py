@@ -506,17 +506,19 @@ def _document_record(doc: Document) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    import faiss
-    import sentence_transformers
-    import tiktoken
-    import torch
+    from importlib.metadata import version
 
+    import faiss
+    import tiktoken
+
+    # Installed versions, read from package metadata: importing sentence-transformers and torch
+    # only to record their versions cost a build with another embedder 16 s (a test's fake).
     return {
         "ragbot": __version__,
         "python": sys.version.split()[0],
         "faiss": faiss.__version__,
-        "sentence_transformers": sentence_transformers.__version__,
-        "torch": torch.__version__,
+        "sentence_transformers": version("sentence-transformers"),
+        "torch": version("torch"),
         "tiktoken": tiktoken.__version__ if hasattr(tiktoken, "__version__") else "unknown",
         "numpy": np.__version__,
     }

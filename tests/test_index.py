@@ -158,6 +158,17 @@ def test_stored_vectors_are_the_embeddings_of_the_stored_texts(
         np.testing.assert_allclose(_vectors(built, kind), expected, atol=1e-6)
 
 
+def test_recording_the_versions_imports_neither_torch_nor_sentence_transformers() -> None:
+    """A build with another embedder (a test's fake) must not pay for importing them."""
+    code = (
+        "import sys; from ragbot.index import _versions; v = _versions(); "
+        "assert v['torch'] and v['sentence_transformers'], v; "
+        "print(sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
     built: Index, corpus: Path, hashing_embedder: HashingEmbedder
 ) -> None:
