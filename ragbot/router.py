@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -390,9 +391,7 @@ def batch_folds(batches: Sequence[str], folds: int = FOLDS) -> list[npt.NDArray[
     """Test masks of the held-out folds: whole batches dealt into `folds` groups of about equal
     size (largest batch first, each to the smallest group; ties by name, so deterministic).
     A single batch has nothing to be held out against: no folds."""
-    sizes: dict[str, int] = {}
-    for batch in batches:
-        sizes[batch] = sizes.get(batch, 0) + 1
+    sizes = Counter(batches)
     if len(sizes) < 2:
         return []
     groups: list[list[str]] = [[] for _ in range(min(folds, len(sizes)))]

@@ -6,7 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +18,20 @@ from ragbot.index import build_index, load_index
 from ragbot.pipeline import STAGES, Pipeline, ensure_index
 
 
-def test_each_stage_of_ask_is_reported_to_the_hook_in_order(
+@pytest.fixture
+def hashing_pipeline(
     settings: Callable[..., Settings], hashing_embedder: HashingEmbedder
-) -> None:
+) -> Iterator[Pipeline]:
+    """A pipeline over a fresh build with the fake embedder; its encoder thread stopped after."""
     s = settings()
     build_index(s, hashing_embedder)
     pipeline = Pipeline.from_index(s, hashing_embedder, load_index(s, hashing_embedder))
+    yield pipeline
+    pipeline.encoder.close()
+
+
+def test_each_stage_of_ask_is_reported_to_the_hook_in_order(hashing_pipeline: Pipeline) -> None:
+    pipeline = hashing_pipeline
     seen: list[tuple[str, float]] = []
     pipeline.on_stage = lambda stage, seconds: seen.append((stage, seconds))
     pipeline.ask("metabolites fourteen days")
@@ -33,15 +41,12 @@ def test_each_stage_of_ask_is_reported_to_the_hook_in_order(
     pipeline.on_stage = None
     pipeline.ask("metabolites fourteen days")
     assert seen == []
-    pipeline.encoder.close()
 
 
 def test_a_text_that_recurs_in_a_message_is_encoded_once_and_every_vector_is_its_own(
-    settings: Callable[..., Settings], hashing_embedder: HashingEmbedder
+    hashing_pipeline: Pipeline, hashing_embedder: HashingEmbedder
 ) -> None:
-    s = settings()
-    build_index(s, hashing_embedder)
-    pipeline = Pipeline.from_index(s, hashing_embedder, load_index(s, hashing_embedder))
+    pipeline = hashing_pipeline
     encoded: list[str] = []
     embed = pipeline.encoder.embed
     pipeline.encoder.embed = lambda texts: encoded.extend(texts) or embed(texts)  # type: ignore[method-assign]
@@ -51,7 +56,6 @@ def test_a_text_that_recurs_in_a_message_is_encoded_once_and_every_vector_is_its
     assert vectors.shape[0] == len(texts)
     for text, vector in zip(texts, vectors, strict=True):
         assert (vector == hashing_embedder.embed([text])[0]).all(), text
-    pipeline.encoder.close()
 
 
 def test_a_failed_rebuild_of_a_changed_corpus_serves_the_previous_index_marked_stale(

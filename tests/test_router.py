@@ -106,9 +106,7 @@ def test_a_router_routes_from_its_weights_and_marks_crisis_and_distress() -> Non
     assert alarm.crisis and alarm.distress and alarm.intent == "crisis"
 
 
-def test_held_out_folds_hold_out_whole_batches_each_exactly_once_in_groups_of_about_equal_size() -> (
-    None
-):
+def test_folds_hold_out_whole_batches_each_once_in_groups_of_about_equal_size() -> None:
     batches = [ex.batch for ex in load_examples()]
     folds = batch_folds(batches, 5)
     column = np.array(batches)
