@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -22,23 +22,35 @@ from ragbot import build_cache
 from ragbot.build_cache import read_vectors, vectors_file
 from ragbot.embeddings import Embedder, Vectors, fingerprint
 from ragbot.errors import IndexError_
-from ragbot.fusion import ExamplePool, Ranker, train_ranker, untrained_ranker
+from ragbot.fusion import RANKER_FILE, ExamplePool, Ranker, train_ranker, untrained_ranker
 from ragbot.guardrails import match_rules
 from ragbot.manifest import Manifest
 from ragbot.query import clauses, expand
-from ragbot.router import Example, Router, examples_hash, load_examples, train_router
-from ragbot.turns import TurnClassifier, load_turn_examples, train_turns, turn_examples_hash
+from ragbot.router import (
+    ROUTER_FILE,
+    Example,
+    Router,
+    examples_hash,
+    load_examples,
+    train_router,
+)
+from ragbot.turns import (
+    TURNS_FILE,
+    TurnClassifier,
+    load_turn_examples,
+    train_turns,
+    turn_examples_hash,
+)
 
 if TYPE_CHECKING:
     from ragbot.index import Index
     from ragbot.retrieval import RetrievalPolicy
 
 EXAMPLES_FILE = "examples.npz"
-# Routers already trained in this process, by model fingerprint and training-data hash: training
-# is deterministic, so a rebuild over an unchanged corpus need not fit the folds again.
-_ROUTERS: dict[tuple[str, str], Router] = {}
-_TURNS: dict[tuple[str, str], TurnClassifier] = {}  # the same, for turn classifiers
-_RANKERS: dict[str, Ranker] = {}  # and for rankers, by what their training reads (_ranker_key)
+# Models already trained in this process, by what their training reads (the model, the data and,
+# for the ranker, the index): training is deterministic, so a rebuild that changes none of that
+# need not fit again. The build cache keeps them for builds in other processes.
+_TRAINED: dict[str, Any] = {}
 # Example vectors met in this process, by model fingerprint (the build folder keeps them too).
 _VECTORS: dict[str, dict[str, Vectors]] = {}
 
@@ -108,31 +120,41 @@ def learn(
     pairs = [(i, c) for i, ex in enumerate(examples) for c in clauses(ex.text)]
     clause_vectors, clause_embedded = embed_examples(embedder, [expand(c) for _, c in pairs], cache)
     embedded += clause_embedded
-    key = (fingerprint(embedder), examples_hash(examples))
-    router = _ROUTERS.get(key)
-    if router is None:
-        floor = [(r := match_rules(ex.text)) is not None and r.label == "crisis" for ex in examples]
-        router = _ROUTERS[key] = train_router(examples, vectors, floor, pairs, clause_vectors)
+    folder = index.path
+    reuse = _Reuse(folder, cache_dir, say)
 
-    ranker_key = _ranker_key(index, embedder, examples, policy)
-    ranker = _RANKERS.get(ranker_key)
-    if ranker is None:
-        ranker = _train_ranker(index, embedder, policy, examples, texts, vectors, say)
-        _RANKERS[ranker_key] = ranker
+    def fit_router() -> Router:
+        floor = [(r := match_rules(ex.text)) is not None and r.label == "crisis" for ex in examples]
+        return train_router(examples, vectors, floor, pairs, clause_vectors)
+
+    router = reuse(
+        f"router|{fingerprint(embedder)}|{examples_hash(examples)}",
+        ROUTER_FILE,
+        Router.load,
+        fit_router,
+        lambda model, to: model.save(to),
+    )
+    sentence_ids = [s.sentence_id for s in index.sentences]
+    ranker = reuse(
+        f"ranker|{_ranker_key(index, embedder, examples, policy)}",
+        RANKER_FILE,
+        lambda at: Ranker.load(at, sentence_ids),
+        lambda: _train_ranker(index, embedder, policy, examples, texts, vectors, say),
+        lambda model, to: model.save(to, sentence_ids),
+    )
 
     turn_examples = load_turn_examples(examples)
     turn_texts = [expand(ex.text) for ex in turn_examples]
     turn_vectors, turn_embedded = embed_examples(embedder, turn_texts, cache)
     embedded += turn_embedded
-    turns_key = (fingerprint(embedder), turn_examples_hash(turn_examples))
-    turns = _TURNS.get(turns_key)
-    if turns is None:
-        turns = _TURNS[turns_key] = train_turns(turn_examples, turn_vectors)
+    turns = reuse(
+        f"turns|{fingerprint(embedder)}|{turn_examples_hash(turn_examples)}",
+        TURNS_FILE,
+        TurnClassifier.load,
+        lambda: train_turns(turn_examples, turn_vectors),
+        lambda model, to: model.save(to),
+    )
 
-    folder = index.path
-    router.save(folder)
-    ranker.save(folder, [s.sentence_id for s in index.sentences])
-    turns.save(folder)
     kept = [*texts, *(expand(c) for _, c in pairs), *turn_texts]
     with (folder / EXAMPLES_FILE).open("wb") as fh:
         np.savez(
@@ -149,6 +171,43 @@ def learn(
         f"follow-up/more accuracy {turns.meta['held_out_followup_more_accuracy']}"
     )
     return Learned(router, ranker, turns, embedded, len(kept) - embedded)
+
+
+M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class _Reuse:
+    """Puts a trained model into the build folder: the one this process trained already, else the
+    build cache's, else one trained now (and then kept in both)."""
+
+    folder: Path
+    cache_dir: Path | None
+    say: Callable[[str], None]
+
+    def __call__(
+        self,
+        key: str,
+        file_name: str,
+        load: Callable[[Path], M],
+        train: Callable[[], M],
+        save: Callable[[M, Path], Path],
+    ) -> M:
+        cached = build_cache.learned_folder(self.cache_dir, key) if self.cache_dir else None
+        model: M | None = _TRAINED.get(key)
+        if model is None and cached is not None and (cached / file_name).is_file():
+            try:
+                model = load(cached)
+            except IndexError_:
+                model = None  # unreadable or stale: trained again below, and the copy replaced
+        fresh = model is None
+        if model is None:
+            model = train()
+        _TRAINED[key] = model
+        path = save(model, self.folder)
+        if fresh and cached is not None:
+            build_cache.keep(cached / file_name, path, self.say)
+        return model
 
 
 def _ranker_key(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragbot import learn
+from ragbot import build_cache, learn
 from ragbot.config import Settings
 from ragbot.embeddings import Embedder, HashingEmbedder, Vectors
 from ragbot.errors import (
@@ -274,6 +274,77 @@ def test_a_build_in_another_folder_embeds_no_example_question_again(
     assert first.examples_embedded > 0
     assert other.examples_embedded == 0
     assert other.examples_reused == first.examples_embedded + first.examples_reused
+
+
+def _trained_files(folder: Path) -> dict[str, bytes]:
+    return {
+        name: (folder / name).read_bytes() for name in ("router.npz", "ranker.npz", "turns.npz")
+    }
+
+
+def _fail_if_trained(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("trained again")
+
+    for name in ("train_router", "train_turns", "_train_ranker"):
+        monkeypatch.setattr(learn, name, refuse)
+
+
+def test_a_build_in_another_process_reuses_the_models_trained_on_the_same_inputs(
+    settings: SettingsFactory,
+    hashing_embedder: HashingEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(learn, "_TRAINED", {})  # as in a fresh process
+    first = build_index(settings(cache_dir=cache), hashing_embedder)
+    monkeypatch.setattr(learn, "_TRAINED", {})  # another process, another index folder
+    _fail_if_trained(monkeypatch)
+    other = build_index(settings(cache_dir=cache, index_dir=tmp_path / "other"), hashing_embedder)
+    assert _trained_files(other.path) == _trained_files(first.path)
+
+
+def test_models_trained_by_other_code_are_trained_again(
+    settings: SettingsFactory,
+    hashing_embedder: HashingEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(learn, "_TRAINED", {})
+    build_index(settings(cache_dir=cache), hashing_embedder)
+    monkeypatch.setattr(learn, "_TRAINED", {})
+    monkeypatch.setattr(build_cache, "code_fingerprint", lambda: "another commit")
+    trained: list[str] = []
+    for name in ("train_router", "train_turns", "_train_ranker"):
+        real = getattr(learn, name)
+        monkeypatch.setattr(
+            learn, name, lambda *a, name=name, real=real: trained.append(name) or real(*a)
+        )
+    build_index(settings(cache_dir=cache, index_dir=tmp_path / "other"), hashing_embedder)
+    assert sorted(trained) == ["_train_ranker", "train_router", "train_turns"]
+
+
+def test_an_unreadable_cached_model_is_trained_again_and_replaced(
+    settings: SettingsFactory,
+    hashing_embedder: HashingEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(learn, "_TRAINED", {})
+    first = build_index(settings(cache_dir=cache), hashing_embedder)
+    for path in (cache / "learned").rglob("router.npz"):
+        path.write_bytes(b"not a model")
+    monkeypatch.setattr(learn, "_TRAINED", {})
+    cfg = settings(cache_dir=cache, index_dir=tmp_path / "other")
+    other = build_index(cfg, hashing_embedder)
+    assert _trained_files(other.path) == _trained_files(first.path)
+    assert load_index(cfg, hashing_embedder).manifest.build_id == other.build_id
+    monkeypatch.setattr(learn, "_TRAINED", {})
+    _fail_if_trained(monkeypatch)  # the bad copy was replaced by the one trained again
+    build_index(settings(cache_dir=cache, index_dir=tmp_path / "third"), hashing_embedder)
 
 
 def test_a_build_cache_that_cannot_be_written_costs_time_not_the_build(
