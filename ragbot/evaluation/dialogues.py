@@ -26,6 +26,7 @@ HOLDOUTS = (
     "holdout_v8.jsonl",
     "holdout_v9.jsonl",
     "holdout_v10.jsonl",
+    "holdout_v11.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
