@@ -179,7 +179,7 @@ M = TypeVar("M")
 @dataclass(frozen=True)
 class _Reuse:
     """Puts a trained model into the build folder: the one this process trained already, else the
-    build cache's, else one trained now (and then kept in both)."""
+    build cache's, else one trained now; and leaves it in both for the next build."""
 
     folder: Path
     cache_dir: Path | None
@@ -205,7 +205,7 @@ class _Reuse:
             model = train()
         _TRAINED[key] = model
         path = save(model, self.folder)
-        if fresh and cached is not None:
+        if cached is not None and (fresh or not (cached / file_name).is_file()):
             build_cache.keep(cached / file_name, path, self.say)
         return model
 
