@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/bench/resilience.py [--seconds 8] [--json reports/resilience.json]
 
-1. overload: 96 closed-loop clients against the default queue (16 workers, 32 waiting)
+1. overload: 96 closed-loop clients against the default queue (16 workers, 32 waiting), first
+   retrying at once, then waiting the `Retry-After` they are given, as a visitor does
 2. rate limit: one client over RAGBOT_RATE_LIMIT=5/minute
 3. slow clients: idle connections and header tricklers against RAGBOT_READ_TIMEOUT_S
 4. live reload: a new build made under load, picked up by the interval and by SIGHUP
@@ -45,9 +46,11 @@ def closed_loop(
     seconds: float,
     question: Callable[[int], str],
     until: threading.Event | None = None,
+    wait_retry_after: bool = False,
 ) -> list[tuple[int, float]]:
     """(status, seconds) of every POST /v1/ask from `clients` threads for `seconds`, or until
-    the event is set, whichever comes first."""
+    the event is set, whichever comes first. With `wait_retry_after`, a client told to come back
+    later (429, 503) waits the `Retry-After` it was given before its next question."""
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
     stop = time.monotonic() + seconds
@@ -60,20 +63,27 @@ def closed_loop(
             i = n
             while time.monotonic() < stop and not halt.is_set():
                 started = time.perf_counter()
+                wait = 0.0
                 try:
-                    status = c.post("/v1/ask", json={"question": question(i)}).status_code
+                    response = c.post("/v1/ask", json={"question": question(i)})
+                    status = response.status_code
+                    if wait_retry_after and status in (429, 503):
+                        wait = float(response.headers.get("retry-after", 0))
                 except httpx.HTTPError:
                     status = 0
                 with lock:
                     results.append((status, time.perf_counter() - started))
                 i += clients
+                halt.wait(min(wait, max(0.0, stop - time.monotonic())))
 
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(worker, range(clients)))
     return results
 
 
-def overload(env: dict[str, str], log: Path, seconds: float) -> dict[str, Any]:
+def overload(
+    env: dict[str, str], log: Path, seconds: float, wait_retry_after: bool = False
+) -> dict[str, Any]:
     questions, _ = question_set()
     with serve({**env, "RAGBOT_RATE_LIMIT": ""}, log) as server:
         health: list[float] = []
@@ -89,12 +99,19 @@ def overload(env: dict[str, str], log: Path, seconds: float) -> dict[str, Any]:
 
         prober = threading.Thread(target=probe)
         prober.start()
-        results = closed_loop(server, 96, seconds, lambda i: questions[i % len(questions)])
+        results = closed_loop(
+            server,
+            96,
+            seconds,
+            lambda i: questions[i % len(questions)],
+            wait_retry_after=wait_retry_after,
+        )
         done.set()
         prober.join()
     statuses = Counter(s for s, _ in results)
     return {
         "clients": 96,
+        "wait_retry_after": wait_retry_after,
         "statuses": dict(statuses),
         "answered": summary_ms([t for s, t in results if s == 200]),
         "shed_503": summary_ms([t for s, t in results if s == 503]),
@@ -220,6 +237,7 @@ def main() -> int:
     log.write_text("")
     report = {
         "overload": overload(env, log, args.seconds),
+        "overload_waiting_retry_after": overload(env, log, args.seconds, wait_retry_after=True),
         "rate_limit": rate_limit(env, log),
         "slow_clients": slow_clients(env, log, settings.read_timeout_s),
         "live_reload": live_reload(env, log, settings.index_dir),
