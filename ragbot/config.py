@@ -31,7 +31,8 @@ def working_index_dir() -> Path:
 
 def user_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/ragbot`, else `~/.cache/ragbot`: build work worth keeping between
-    builds in different folders (the same model's vectors of the same texts, its ONNX export)."""
+    builds in different folders (the same model's vectors of the same texts, its ONNX export,
+    the models trained from the same data by the same code)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "ragbot"
 
@@ -53,7 +54,8 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default_factory=user_cache_dir,
         description="Folder of build work reused across index folders (example vectors and the ONNX "
-        "export, named by the model's hash); default: $XDG_CACHE_HOME/ragbot, else ~/.cache/ragbot.",
+        "export, named by the model's hash; the trained router, ranker and turn classifier, named by "
+        "what trained them); default: $XDG_CACHE_HOME/ragbot, else ~/.cache/ragbot.",
     )
     model_name: str = Field(
         "sentence-transformers/all-MiniLM-L6-v2",

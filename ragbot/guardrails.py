@@ -2,15 +2,18 @@
 
 Screening runs before retrieval and combines two signals. The reviewed pattern table
 (`ragbot/data/guardrail_patterns.json`) is a floor for explicit statements ("I want to kill
-myself"): its crisis verdict always stands. The learned router (`router.py`) adds recall on top of
-it for indirect and misspelt wording, and tells personal advice from questions about the article.
+myself"): a message it flags always gets the emergency resources first, and the crisis reply
+unless the router reads no distress in it at all ("two years ago my brother overdosed ... how
+does ketamine work?": the resources, then the answer). The learned router (`router.py`) adds
+recall on top of it for indirect and misspelt wording, and tells personal advice from questions
+about the article.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Literal
@@ -61,6 +64,7 @@ class Screening:
 
     verdict: Verdict
     reason: str  # "pattern: <why>" or "router: p=<probability>"
+    resources: bool = False  # the emergency resources go first, whatever the reply
 
 
 @lru_cache(maxsize=1)
@@ -98,12 +102,23 @@ class ScreenPolicy:
 
 
 def screen(question: str, route: Route, policy: ScreenPolicy) -> Screening:
-    """crisis, refused, or ok; a crisis pattern or the router's crisis verdict always wins."""
+    """crisis, refused, or ok; the router's crisis verdict always wins, and so does a crisis
+    pattern the router reads any distress in. A crisis pattern the router reads none in is a
+    past event or someone else's story far more often than a crisis (the router's held-out
+    folds: 36 of the pattern's 48 false alarms, against 1 of the 355 crisis messages it caught):
+    it keeps the resources first and gets the reply the message asks for."""
     rule = match_rules(question)
     if rule is not None and rule.label == "crisis":
-        return Screening("crisis", f"pattern: {rule.why}")
+        if route.distress or route.crisis:
+            return Screening("crisis", f"pattern: {rule.why}")
+        verdict = _advice_or_ok(route, policy, None)
+        return replace(verdict, reason=f"pattern: {rule.why}; {verdict.reason}", resources=True)
     if route.crisis:
         return Screening("crisis", f"router: p={route.p('crisis'):.3f}")
+    return _advice_or_ok(route, policy, rule)
+
+
+def _advice_or_ok(route: Route, policy: ScreenPolicy, rule: Rule | None) -> Screening:
     advice = route.p("advice")
     if advice >= policy.advice_threshold:
         return Screening("refused", f"router: p={advice:.3f}")

@@ -277,8 +277,9 @@ class Pipeline:
             )
         if answer.status == "answered":
             answer = replace(answer, more=self._has_more(answer, shown))
-        if (route.distress or in_crisis_before) and answer.resources is None:
-            # Distress now or a crisis earlier in the conversation: the resources come first.
+        if (route.distress or screening.resources or in_crisis_before) and answer.resources is None:
+            # Distress now, a crisis pattern, or a crisis earlier in the conversation: the
+            # resources come first.
             answer = replace(answer, resources=CRISIS_MESSAGE)
         clock.lap("compose")
         event: dict[str, object] = {

@@ -458,8 +458,11 @@ def train_router(
     caught = np.array(floor if floor is not None else [False] * len(examples), dtype=bool)
     p_crisis = held_out[:, INTENTS.index("crisis")]
     scores = crisis_score(held_out)
-    crisis_threshold = recall_threshold(scores[crisis], caught[crisis], CRISIS_RECALL)
     distress_threshold = recall_threshold(p_crisis[crisis], caught[crisis], DISTRESS_RECALL)
+    # The pattern floor gives the crisis reply only where the router reads distress
+    # (guardrails.screen); below that it gives the resources, which the distress recall counts.
+    caught = caught & (p_crisis >= distress_threshold)
+    crisis_threshold = recall_threshold(scores[crisis], caught[crisis], CRISIS_RECALL)
     model = _fit(x, [ex.intent for ex in examples])
     coef, intercept = _ordered(model)
     predicted = [INTENTS[i] for i in held_out.argmax(axis=1)]

@@ -226,20 +226,44 @@ def test_pattern_table_lists_crisis_rules_before_everything_else() -> None:
 
 
 def route(
-    crisis: float = 0.0, advice: float = 0.0, article: float = 0.0, *, flagged: bool = False
+    crisis: float = 0.0,
+    advice: float = 0.0,
+    article: float = 0.0,
+    *,
+    flagged: bool = False,
+    distress: bool = False,
 ) -> Route:
     """A router verdict with the given probabilities (the rest on `other`)."""
     rest = 1 - crisis - advice - article
     probs = dict(zip(INTENTS, (crisis, advice, article, rest), strict=True))
-    return Route(probs, crisis=flagged, distress=flagged)
+    return Route(probs, crisis=flagged, distress=flagged or distress)
 
 
 POLICY = ScreenPolicy(advice_threshold=0.35, advice_pattern_threshold=0.1)
 
 
-def test_a_crisis_pattern_stands_whatever_the_router_says() -> None:
-    verdict = screen("i want to kill myself", route(article=1.0), POLICY)
+def test_a_crisis_pattern_the_router_reads_any_distress_in_gets_the_crisis_reply() -> None:
+    verdict = screen("i want to kill myself", route(crisis=0.2, article=0.8, distress=True), POLICY)
     assert (verdict.verdict, verdict.reason) == ("crisis", "pattern: first-person self-harm")
+
+
+def test_a_crisis_pattern_the_router_reads_no_distress_in_keeps_the_resources_first() -> None:
+    # A past event told as past: the resources first, then the answer the message asks for.
+    question = "two years ago my brother overdosed on his meds. how does ketamine work?"
+    verdict = screen(question, route(article=1.0), POLICY)
+    assert (verdict.verdict, verdict.resources) == ("ok", True)
+    assert verdict.reason.startswith("pattern: overdose happening")
+
+
+def test_a_crisis_pattern_never_lets_personal_advice_through() -> None:
+    question = "i overdosed last year, should i double my dose now?"
+    verdict = screen(question, route(advice=0.8, article=0.2), POLICY)
+    assert (verdict.verdict, verdict.resources) == ("refused", True)
+
+
+def test_without_a_crisis_pattern_or_distress_no_resources_are_added() -> None:
+    verdict = screen("how does ketamine work?", route(article=1.0), POLICY)
+    assert (verdict.verdict, verdict.resources) == ("ok", False)
 
 
 def test_the_router_adds_crisis_recall_on_top_of_the_patterns() -> None:

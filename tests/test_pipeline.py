@@ -1,4 +1,5 @@
-"""The pipeline's seams: the stage hook the benchmark reads, and warming up before serving."""
+"""The pipeline's seams: the stage hook the benchmark reads, warming up before serving, and how a
+screening's verdict shapes the reply."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pytest
 from ragbot.config import Settings
 from ragbot.embeddings import HashingEmbedder
 from ragbot.errors import BuildError
+from ragbot.guardrails import CRISIS_MESSAGE
 from ragbot.index import build_index, load_index
 from ragbot.pipeline import STAGES, Pipeline, ensure_index
+from ragbot.router import Route, Router
 
 
 @pytest.fixture
@@ -125,3 +128,21 @@ def test_loading_a_pipeline_holds_numpys_blas_to_the_set_threads(
     assert seen["before"], "numpy loads a BLAS"
     # numpy's, and any loaded with the index (faiss brings its own).
     assert len(seen["after"]) >= len(seen["before"]) and set(seen["after"]) == {threads}
+
+
+def test_a_crisis_pattern_the_router_reads_no_distress_in_is_answered_after_the_resources(
+    hashing_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calm = Route({"crisis": 0.01, "advice": 0.0, "article": 0.99, "other": 0.0}, False, False)
+    monkeypatch.setattr(Router, "route", lambda *_a, **_k: calm)
+    answer = hashing_pipeline.ask("two years ago my brother overdosed. metabolites fourteen days?")
+    assert answer.status == "answered" and answer.resources == CRISIS_MESSAGE
+
+
+def test_a_crisis_pattern_the_router_reads_distress_in_gets_only_the_crisis_reply(
+    hashing_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uneasy = Route({"crisis": 0.2, "advice": 0.0, "article": 0.8, "other": 0.0}, False, True)
+    monkeypatch.setattr(Router, "route", lambda *_a, **_k: uneasy)
+    answer = hashing_pipeline.ask("two years ago my brother overdosed. metabolites fourteen days?")
+    assert answer.status == "crisis" and answer.citations == ()
