@@ -417,9 +417,10 @@ def test_editing_one_document_re_embeds_only_the_edited_section(
 
 
 def test_a_different_model_re_embeds_everything(
-    cfg: Settings, hashing_embedder: HashingEmbedder
+    cfg: Settings, hashing_embedder: HashingEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = build_index(cfg, hashing_embedder)
+    _count_training(monkeypatch, first.path)  # what is embedded is the point here, not training
     report = build_index(cfg, RecordingEmbedder(name="another-model"))
     assert (report.embedded, report.reused) == (first.embedded, 0)
 
