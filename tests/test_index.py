@@ -305,53 +305,65 @@ def _count_training(monkeypatch: pytest.MonkeyPatch, trained_by: Path) -> list[s
     return trained
 
 
-def test_a_build_in_another_process_reuses_the_models_trained_on_the_same_inputs(
+@pytest.fixture
+def cached_build(
     settings: SettingsFactory,
     hashing_embedder: HashingEmbedder,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    cache = tmp_path / "cache"
-    first = build_index(settings(cache_dir=cache), hashing_embedder)
-    monkeypatch.setattr(learn, "_TRAINED", {})  # another process, another index folder
-    trained = _count_training(monkeypatch, first.path)
-    other = build_index(settings(cache_dir=cache, index_dir=tmp_path / "other"), hashing_embedder)
-    assert trained == []
-    assert _trained_files(other.path) == _trained_files(first.path)
-
-
-def test_models_trained_by_other_code_are_not_reused(
-    settings: SettingsFactory,
-    hashing_embedder: HashingEmbedder,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> tuple[Path, Path]:
+    """A build that left its models in a fresh build cache, then nothing trained in this process,
+    as in another one: (the cache, the build's folder)."""
     cache = tmp_path / "cache"
     first = build_index(settings(cache_dir=cache), hashing_embedder)
     monkeypatch.setattr(learn, "_TRAINED", {})
+    return cache, first.path
+
+
+def test_a_build_in_another_process_reuses_the_models_trained_on_the_same_inputs(
+    cached_build: tuple[Path, Path],
+    settings: SettingsFactory,
+    hashing_embedder: HashingEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache, first = cached_build
+    trained = _count_training(monkeypatch, first)
+    other = build_index(settings(cache_dir=cache, index_dir=tmp_path / "other"), hashing_embedder)
+    assert trained == []
+    assert _trained_files(other.path) == _trained_files(first)
+
+
+def test_models_trained_by_other_code_are_not_reused(
+    cached_build: tuple[Path, Path],
+    settings: SettingsFactory,
+    hashing_embedder: HashingEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache, first = cached_build
     monkeypatch.setattr(build_cache, "code_fingerprint", lambda: "another commit")
-    trained = _count_training(monkeypatch, first.path)
+    trained = _count_training(monkeypatch, first)
     build_index(settings(cache_dir=cache, index_dir=tmp_path / "other"), hashing_embedder)
     assert sorted(trained) == ["_train_ranker", "train_router", "train_turns"]
 
 
 def test_an_unreadable_cached_model_is_trained_again_and_replaced(
+    cached_build: tuple[Path, Path],
     settings: SettingsFactory,
     hashing_embedder: HashingEmbedder,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cache = tmp_path / "cache"
-    first = build_index(settings(cache_dir=cache), hashing_embedder)
+    cache, first = cached_build
     (copy,) = (cache / "learned").rglob("router.npz")
     copy.write_bytes(b"not a model")
-    monkeypatch.setattr(learn, "_TRAINED", {})
-    trained = _count_training(monkeypatch, first.path)
+    trained = _count_training(monkeypatch, first)
     cfg = settings(cache_dir=cache, index_dir=tmp_path / "other")
     other = build_index(cfg, hashing_embedder)
     assert trained == ["train_router"]
     assert load_index(cfg, hashing_embedder).manifest.build_id == other.build_id
-    assert copy.read_bytes() == (first.path / "router.npz").read_bytes()
+    assert copy.read_bytes() == (first / "router.npz").read_bytes()
 
 
 def test_a_build_cache_that_cannot_be_written_costs_time_not_the_build(

@@ -130,19 +130,22 @@ def test_loading_a_pipeline_holds_numpys_blas_to_the_set_threads(
     assert len(seen["after"]) >= len(seen["before"]) and set(seen["after"]) == {threads}
 
 
-def test_a_crisis_pattern_the_router_reads_no_distress_in_is_answered_after_the_resources(
-    hashing_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("distress", "status", "citations"),
+    [(False, "answered", True), (True, "crisis", False)],
+    ids=["router-reads-no-distress", "router-reads-distress"],
+)
+def test_a_crisis_pattern_always_puts_the_resources_first_and_the_router_picks_the_reply(
+    hashing_pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+    distress: bool,
+    status: str,
+    citations: bool,
 ) -> None:
-    calm = Route({"crisis": 0.01, "advice": 0.0, "article": 0.99, "other": 0.0}, False, False)
-    monkeypatch.setattr(Router, "route", lambda *_a, **_k: calm)
+    # A past event told as past ("two years ago my brother overdosed") is answered after the
+    # resources; the crisis reply needs the router to read at least distress in it.
+    route = Route({"crisis": 0.01, "advice": 0.0, "article": 0.99, "other": 0.0}, False, distress)
+    monkeypatch.setattr(Router, "route", lambda *_a, **_k: route)
     answer = hashing_pipeline.ask("two years ago my brother overdosed. metabolites fourteen days?")
-    assert answer.status == "answered" and answer.resources == CRISIS_MESSAGE
-
-
-def test_a_crisis_pattern_the_router_reads_distress_in_gets_only_the_crisis_reply(
-    hashing_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    uneasy = Route({"crisis": 0.2, "advice": 0.0, "article": 0.8, "other": 0.0}, False, True)
-    monkeypatch.setattr(Router, "route", lambda *_a, **_k: uneasy)
-    answer = hashing_pipeline.ask("two years ago my brother overdosed. metabolites fourteen days?")
-    assert answer.status == "crisis" and answer.citations == ()
+    assert (answer.status, bool(answer.citations)) == (status, citations)
+    assert answer.resources == CRISIS_MESSAGE
