@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 run: install  ## install and run the service (builds the index when missing or stale)
 	$(VENV)/bin/ragbot serve
 
-test: install-test chromium servers axe  ## install and run every test (unit, real model, API, Slack, browser)
+test: install-test chromium servers axe  ## install and run every test (unit, real model, API, Slack, browser) and the linters
 	@# Two lanes on two cores: the real model's tests, and the others followed by the wheel check
 	@# (whose build finds the example vectors the first lane's build left in the user's cache).
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-model test-rest
@@ -26,9 +26,12 @@ test-model:
 	$(VENV)/bin/pytest -m model
 	$(VENV)/bin/pytest -m "not model" $(LANE_MODEL_ALSO)
 
+# The linters too: mypy's first run takes about 100 s of one core, which the other lane leaves
+# free (CI's `make lint` after `make test` then finds mypy's cache warm).
 test-rest:
 	$(VENV)/bin/pytest -m "not model" $(addprefix --ignore=,$(LANE_MODEL_ALSO))
 	$(MAKE) --no-print-directory wheel-check
+	$(MAKE) --no-print-directory lint
 
 wheel-check: install  ## prove the wheel: from an empty folder it builds, answers and serves; its serve-only install (no torch) serves the same index
 	$(PY) scripts/wheel_check.py
