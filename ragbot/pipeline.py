@@ -232,8 +232,8 @@ class Pipeline:
         if in_context is not None and route.crisis and not in_context.crisis:
             route = replace(route, crisis=False, distress=True)
         screening = screen(text, route, self.screen_policy)
-        in_crisis_before = any(
-            self._was_crisis(t.question, v) for t, v in zip(turns, earlier_vectors, strict=True)
+        resources_before = any(
+            self._had_resources(t.question, v) for t, v in zip(turns, earlier_vectors, strict=True)
         )
         clock.lap("route")
         retrieval: Retrieval | None = None
@@ -277,8 +277,8 @@ class Pipeline:
             )
         if answer.status == "answered":
             answer = replace(answer, more=self._has_more(answer, shown))
-        if (route.distress or screening.resources or in_crisis_before) and answer.resources is None:
-            # Distress now, a crisis pattern, or a crisis earlier in the conversation: the
+        if (route.distress or screening.resources or resources_before) and answer.resources is None:
+            # Distress now, a crisis pattern, or either earlier in the conversation: the
             # resources come first.
             answer = replace(answer, resources=CRISIS_MESSAGE)
         clock.lap("compose")
@@ -302,10 +302,13 @@ class Pipeline:
         )
         return Trace(answer, route, screening.reason, retrieval, kind, nearest)
 
-    def _was_crisis(self, question: str, vector: Vectors) -> bool:
-        """Whether an earlier message of the conversation was a crisis."""
+    def _had_resources(self, question: str, vector: Vectors) -> bool:
+        """Whether an earlier message of the conversation got the resources first: a crisis, or
+        a crisis pattern the router read no distress in (as before stop 24, when that message
+        was a crisis reply, the resources stay on the conversation's later replies)."""
         route = self.router.route(question, vector, clauses(question))
-        return screen(question, route, self.screen_policy).verdict == "crisis"
+        screening = screen(question, route, self.screen_policy)
+        return screening.verdict == "crisis" or screening.resources
 
     def _more(self, retrieval: Retrieval, shown: set[str], section: str | None) -> Answer:
         """The best sentences of the section shown last that were not shown yet."""

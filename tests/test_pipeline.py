@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ragbot.config import Settings
+from ragbot.conversation import Turn
 from ragbot.embeddings import HashingEmbedder
 from ragbot.errors import BuildError
 from ragbot.guardrails import CRISIS_MESSAGE
@@ -100,6 +101,7 @@ BLAS_PROBE = """
 import json, sys
 from threadpoolctl import threadpool_info
 from ragbot.config import Settings
+from ragbot.conversation import Turn
 from ragbot.embeddings import HashingEmbedder
 from ragbot.pipeline import Pipeline
 before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
@@ -149,3 +151,14 @@ def test_a_crisis_pattern_always_puts_the_resources_first_and_the_router_picks_t
     answer = hashing_pipeline.ask("two years ago my brother overdosed. metabolites fourteen days?")
     assert (answer.status, bool(answer.citations)) == (status, citations)
     assert answer.resources == CRISIS_MESSAGE
+
+
+def test_after_a_crisis_pattern_the_resources_stay_on_the_conversations_later_replies(
+    hashing_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calm = Route({"crisis": 0.01, "advice": 0.0, "article": 0.99, "other": 0.0}, False, False)
+    monkeypatch.setattr(Router, "route", lambda *_a, **_k: calm)
+    earlier = Turn("two years ago my brother overdosed. metabolites fourteen days?")
+    answer = hashing_pipeline.ask("and how long do the metabolites last?", [earlier])
+    assert answer.resources == CRISIS_MESSAGE
+    assert hashing_pipeline.ask("how long do the metabolites last?").resources is None
