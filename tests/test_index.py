@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -305,65 +305,61 @@ def _count_training(monkeypatch: pytest.MonkeyPatch, trained_by: Path) -> list[s
     return trained
 
 
+@dataclass(frozen=True)
+class CachedBuild:
+    """A build that left its models in a fresh build cache, and nothing trained in this process
+    since, as in another one."""
+
+    cache: Path
+    first: Path  # the build's folder
+    elsewhere: Settings  # another index folder, the same cache
+    rebuild: Callable[[], Path]  # a build there: its folder
+
+
 @pytest.fixture
 def cached_build(
     settings: SettingsFactory,
     hashing_embedder: HashingEmbedder,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> tuple[Path, Path]:
-    """A build that left its models in a fresh build cache, then nothing trained in this process,
-    as in another one: (the cache, the build's folder)."""
+) -> CachedBuild:
     cache = tmp_path / "cache"
     first = build_index(settings(cache_dir=cache), hashing_embedder)
     monkeypatch.setattr(learn, "_TRAINED", {})
-    return cache, first.path
+    elsewhere = settings(cache_dir=cache, index_dir=tmp_path / "other")
+    return CachedBuild(
+        cache, first.path, elsewhere, lambda: build_index(elsewhere, hashing_embedder).path
+    )
 
 
 def test_a_build_in_another_process_reuses_the_models_trained_on_the_same_inputs(
-    cached_build: tuple[Path, Path],
-    settings: SettingsFactory,
-    hashing_embedder: HashingEmbedder,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    cached_build: CachedBuild, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache, first = cached_build
-    trained = _count_training(monkeypatch, first)
-    other = build_index(settings(cache_dir=cache, index_dir=tmp_path / "other"), hashing_embedder)
+    trained = _count_training(monkeypatch, cached_build.first)
+    other = cached_build.rebuild()
     assert trained == []
-    assert _trained_files(other.path) == _trained_files(first)
+    assert _trained_files(other) == _trained_files(cached_build.first)
 
 
 def test_models_trained_by_other_code_are_not_reused(
-    cached_build: tuple[Path, Path],
-    settings: SettingsFactory,
-    hashing_embedder: HashingEmbedder,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    cached_build: CachedBuild, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache, first = cached_build
     monkeypatch.setattr(build_cache, "code_fingerprint", lambda: "another commit")
-    trained = _count_training(monkeypatch, first)
-    build_index(settings(cache_dir=cache, index_dir=tmp_path / "other"), hashing_embedder)
+    trained = _count_training(monkeypatch, cached_build.first)
+    cached_build.rebuild()
     assert sorted(trained) == ["_train_ranker", "train_router", "train_turns"]
 
 
 def test_an_unreadable_cached_model_is_trained_again_and_replaced(
-    cached_build: tuple[Path, Path],
-    settings: SettingsFactory,
-    hashing_embedder: HashingEmbedder,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    cached_build: CachedBuild, hashing_embedder: HashingEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache, first = cached_build
-    (copy,) = (cache / "learned").rglob("router.npz")
+    (copy,) = (cached_build.cache / "learned").rglob("router.npz")
     copy.write_bytes(b"not a model")
-    trained = _count_training(monkeypatch, first)
-    cfg = settings(cache_dir=cache, index_dir=tmp_path / "other")
-    other = build_index(cfg, hashing_embedder)
+    trained = _count_training(monkeypatch, cached_build.first)
+    other = cached_build.rebuild()
     assert trained == ["train_router"]
-    assert load_index(cfg, hashing_embedder).manifest.build_id == other.build_id
-    assert copy.read_bytes() == (first / "router.npz").read_bytes()
+    assert load_index(cached_build.elsewhere, hashing_embedder).manifest.build_id == other.name
+    assert copy.read_bytes() == (cached_build.first / "router.npz").read_bytes()
 
 
 def test_a_build_cache_that_cannot_be_written_costs_time_not_the_build(
