@@ -143,10 +143,10 @@ class Settings(BaseSettings):
         description="A further sentence joins the answer if its probability is this share of the best.",
     )
     followup_extra_sentence_ratio: float = Field(
-        0.15,
+        0.05,
         gt=0.0,
         le=1.0,
-        description="The same, for a follow-up: its ranking mixes two readings, so a runner-up joins more readily.",
+        description="The same, for a follow-up, whose ranking (followups.py) is one softmax over every sentence.",
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     candidates: int = Field(

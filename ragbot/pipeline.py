@@ -12,19 +12,10 @@ from ragbot import metrics
 from ragbot.answer import AnswerPolicy, compose, default_suggestions, quote, split_question
 from ragbot.batching import BatchingEmbedder
 from ragbot.config import Settings
-from ragbot.conversation import (
-    CONTEXT_WEIGHT,
-    Turn,
-    blend,
-    demote,
-    last_section,
-    last_shown,
-    shown_sentences,
-    shown_weight,
-    toward_next,
-)
+from ragbot.conversation import Turn, last_section, last_shown, shown_sentences
 from ragbot.embeddings import Embedder, SentenceTransformerEmbedder, Vectors
 from ragbot.errors import IndexCorrupt, InvalidQuestion
+from ragbot.followups import FollowupRanker, FollowupSignals, asks_for_other
 from ragbot.guardrails import (
     CRISIS_MESSAGE,
     DISCLAIMER,
@@ -106,6 +97,7 @@ class Trace:
     turn: Kind = "new"  # how the message stood to the conversation before it
     # The heading of the best retrieved section: where an unanswered question came closest.
     nearest_section: str | None = None
+    followup: FollowupSignals | None = None  # what a follow-up's ranking was read from
 
 
 @dataclass
@@ -118,6 +110,7 @@ class Pipeline:
     router: Router
     turns: TurnClassifier
     retriever: Retriever
+    followups: FollowupRanker
     screen_policy: ScreenPolicy
     policy: AnswerPolicy
     encoder: BatchingEmbedder  # the embedder, its calls from many threads merged
@@ -164,6 +157,7 @@ class Pipeline:
             router=index.router,
             turns=index.turns,
             retriever=Retriever(index, index.ranker, RetrievalPolicy.from_settings(settings)),
+            followups=FollowupRanker.load(),
             screen_policy=ScreenPolicy(
                 advice_threshold=settings.advice_threshold,
                 advice_pattern_threshold=settings.advice_pattern_threshold,
@@ -237,6 +231,7 @@ class Pipeline:
         )
         clock.lap("route")
         retrieval: Retrieval | None = None
+        signals: FollowupSignals | None = None
         shown = shown_sentences(self.index, turns)
         if screening.verdict == "crisis":
             answer = Answer("crisis", CRISIS_MESSAGE, (), DISCLAIMER, (), CRISIS_MESSAGE)
@@ -251,12 +246,15 @@ class Pipeline:
             retrieval = self.retriever.retrieve(query, vector)
             article = route.p("article")
             if context is not None and in_context is not None:
-                around = self.retriever.retrieve(context, vectors[n_said])
-                retrieval = toward_next(
-                    demote(blend(retrieval, around, CONTEXT_WEIGHT), shown, shown_weight(text)),
-                    self.index,
-                    last_shown(self.index, turns),
+                signals = FollowupSignals(
+                    own=retrieval,
+                    context=self.retriever.retrieve(context, vectors[n_said]),
+                    previous=self.retriever.retrieve(earlier[-1], earlier_vectors[-1]),
+                    shown=frozenset(shown),
+                    last=frozenset(last_shown(self.index, turns)),
+                    asks_other=asks_for_other(text),
                 )
+                retrieval = self.followups.rank(self.index, signals)
                 if self.retriever.vocabulary.knows_all(words(text)):
                     # "why?", "and after that?" are about nothing alone: whether they are about
                     # the article is read with the question they follow. A follow-up that brings
@@ -300,7 +298,7 @@ class Pipeline:
             if retrieval is not None and retrieval.sections
             else None
         )
-        return Trace(answer, route, screening.reason, retrieval, kind, nearest)
+        return Trace(answer, route, screening.reason, retrieval, kind, nearest, signals)
 
     def _had_resources(self, question: str, vector: Vectors) -> bool:
         """Whether an earlier message of the conversation got the resources first: a crisis, or

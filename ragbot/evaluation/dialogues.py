@@ -27,6 +27,7 @@ HOLDOUTS = (
     "holdout_v9.jsonl",
     "holdout_v10.jsonl",
     "holdout_v11.jsonl",
+    "holdout_v12.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 

@@ -42,6 +42,7 @@ HOLDOUTS = (
     "holdout_v18.jsonl",
     "holdout_v19.jsonl",
     "holdout_v20.jsonl",
+    "holdout_v21.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
