@@ -12,6 +12,7 @@ the gold sentence was in the top three 0.78 -> 0.84 of the time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -187,6 +188,25 @@ class FollowupRanker:
             raise BuildError(f"the follow-up ranker {path.name} has the wrong number of weights")
         weights, mean, scale = arrays
         return cls(weights, mean, scale, dict(data.get("meta", {})))
+
+
+def training_sets() -> list[str]:
+    """The dialogue sets the ranker is fit on: the tuning sets and the retired hold-outs."""
+    from ragbot.evaluation.dialogues import TUNES
+    from ragbot.turns import RETIRED_DIALOGUES
+
+    return [*TUNES, *RETIRED_DIALOGUES]
+
+
+def sets_hash(names: Sequence[str]) -> str:
+    """SHA-256 of the dialogue sets' files, in order: the shipped weights record it, so that a
+    change to the training dialogues shows until the ranker is refit."""
+    from ragbot.evaluation.dialogues import dialogue_path
+
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(dialogue_path(name).read_bytes())
+    return digest.hexdigest()
 
 
 # Weight decay of the fit, chosen by holding out each dialogue set in turn (0.001 and 0.01

@@ -14,7 +14,6 @@ report how often a gold sentence is first and in the top three, beside the follo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -22,16 +21,20 @@ import numpy as np
 
 from ragbot.config import Settings
 from ragbot.conversation import Turn
-from ragbot.evaluation.dialogues import TUNES, dialogue_path, load_dialogues
-from ragbot.followups import FEATURES, L2, RANKER_FILE, FollowupRanker, features, fit
+from ragbot.evaluation.dialogues import dialogue_path, load_dialogues
+from ragbot.followups import (
+    FEATURES,
+    L2,
+    RANKER_FILE,
+    FollowupRanker,
+    features,
+    fit,
+    sets_hash,
+    training_sets,
+)
 from ragbot.pipeline import Pipeline, serving_embedder
-from ragbot.turns import RETIRED_DIALOGUES
 
 Group = tuple[str, np.ndarray, np.ndarray]  # (set, features, gold mask)
-
-
-def training_sets() -> list[str]:
-    return [*TUNES, *RETIRED_DIALOGUES]
 
 
 def replay(pipeline: Pipeline, names: list[str]) -> list[Group]:
@@ -80,13 +83,6 @@ def held_out(groups: list[Group]) -> dict[str, float]:
     }
 
 
-def data_hash(names: list[str]) -> str:
-    digest = hashlib.sha256()
-    for name in names:
-        digest.update(dialogue_path(name).read_bytes())
-    return digest.hexdigest()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default = Path(__file__).resolve().parents[1] / "ragbot" / "data" / RANKER_FILE
@@ -104,7 +100,7 @@ def main() -> None:
     figures = held_out(groups)
     meta = {
         "sets": names,
-        "sets_sha256": data_hash(names),
+        "sets_sha256": sets_hash(names),
         "turns": len(groups),
         "l2": L2,
         "held_out_by_set": figures,
