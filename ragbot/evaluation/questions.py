@@ -43,6 +43,7 @@ HOLDOUTS = (
     "holdout_v19.jsonl",
     "holdout_v20.jsonl",
     "holdout_v21.jsonl",
+    "holdout_v22.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
