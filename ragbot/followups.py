@@ -2,7 +2,10 @@
 
 A follow-up is read three ways: alone, with the question it follows, and that question alone.
 Each reading ranks every sentence; what the last reply quoted, the sentence after it and its
-section say the rest. A conditional logit (one softmax over the sentences of a turn, the gold
+section say more. And follow-ups people asked before vote: the labelled follow-ups of the
+training dialogues, read with the question each followed and alone (`FollowupPool`, built into
+the index as `followups.npz`), give their gold sentences to a new follow-up that reads like
+them, as the sentence ranker's example pool does for single questions. A conditional logit (one softmax over the sentences of a turn, the gold
 sentences its target) weighs those signals. It is fit by `scripts/fit_followups.py` on the
 dialogue tuning and retired hold-out sets replayed through the service, and shipped as reviewed
 data (`ragbot/data/followup_ranker.json`, with the sets and figures it was fit on). It replaced
@@ -24,13 +27,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ragbot.errors import BuildError
+from ragbot.embeddings import Vectors
+from ragbot.errors import BuildError, IndexCorrupt
+from ragbot.fusion import ExamplePool
 from ragbot.index import Index
-from ragbot.query import normalize
+from ragbot.query import expand, normalize
 from ragbot.retrieval import Retrieval
 
 ArrayF = npt.NDArray[np.float64]
 RANKER_FILE = "followup_ranker.json"
+POOL_FILE = "followups.npz"  # in each build: the labelled follow-ups that vote
 
 FEATURES = (
     "own",  # the ranker's probability for the follow-up alone
@@ -47,6 +53,8 @@ FEATURES = (
     "log_own",
     "log_context",
     "log_previous",
+    "context_vote",  # the gold sentences of the nearest labelled follow-ups, read in context
+    "own_vote",  # ... read alone
 )
 
 # "what else can it damage?", "any other risks?", "besides that?": the asker has read what was
@@ -70,6 +78,10 @@ class FollowupSignals:
     shown: frozenset[str]  # sentence ids every earlier reply quoted
     last: frozenset[str]  # sentence ids the last reply quoted
     asks_other: bool  # nothing shown is quoted again
+    context_vector: Vectors  # the follow-up read with the question it follows
+    own_vector: Vectors  # ... alone
+    context_votes: ArrayF  # per sentence, in the index's order (FollowupPool.votes)
+    own_votes: ArrayF
 
 
 def _scores(retrieval: Retrieval, position: dict[str, int]) -> ArrayF:
@@ -122,6 +134,8 @@ def features(index: Index, signals: FollowupSignals) -> ArrayF:
         np.log(own + 1e-4),
         np.log(context + 1e-4),
         np.log(previous + 1e-4),
+        signals.context_votes,
+        signals.own_votes,
     ]
     return np.stack(columns, axis=1)
 
@@ -188,6 +202,124 @@ class FollowupRanker:
             raise BuildError(f"the follow-up ranker {path.name} has the wrong number of weights")
         weights, mean, scale = arrays
         return cls(weights, mean, scale, dict(data.get("meta", {})))
+
+
+@dataclass(frozen=True)
+class FollowupExample:
+    """A labelled follow-up of a training dialogue: how the pipeline reads it, and its answer."""
+
+    context: str  # the question it follows and the follow-up, expanded
+    own: str  # the follow-up alone, expanded
+    gold: tuple[str, ...]  # the sentences that answer it
+    group: str  # its dialogue set: in fitting, votes come from the other sets
+
+
+def followup_examples(names: Sequence[str] | None = None) -> list[FollowupExample]:
+    """The follow-up turns with gold sentences of the training dialogue sets."""
+    from ragbot.evaluation.dialogues import dialogue_path, load_dialogues
+
+    out = []
+    for name in training_sets() if names is None else names:
+        for dialogue in load_dialogues(dialogue_path(name)):
+            for before, turn in zip(dialogue.turns, dialogue.turns[1:], strict=False):
+                if turn.kind == "followup" and turn.gold_sentences:
+                    out.append(
+                        FollowupExample(
+                            expand(f"{before.question} {turn.question}"),
+                            expand(turn.question),
+                            turn.gold_sentences,
+                            name.removesuffix(".jsonl"),
+                        )
+                    )
+    return out
+
+
+@dataclass(frozen=True)
+class FollowupPool:
+    """Labelled follow-ups as voters, read in context and alone (one ExamplePool each)."""
+
+    context: ExamplePool
+    own: ExamplePool
+
+    @classmethod
+    def of(
+        cls,
+        examples: Sequence[FollowupExample],
+        context_vectors: Vectors,
+        own_vectors: Vectors,
+        sentences: Sequence[str],
+    ) -> FollowupPool:
+        """The pool of the examples whose answers are among `sentences` (an index's, in order)."""
+        row_of = {text: i for i, text in enumerate(sentences)}
+        members = [i for i, ex in enumerate(examples) if any(g in row_of for g in ex.gold)]
+        answers = tuple(tuple(row_of[g] for g in examples[i].gold if g in row_of) for i in members)
+        groups = tuple(examples[i].group for i in members)
+        dim = context_vectors.shape[1] if context_vectors.ndim == 2 else 0
+        pick = (lambda v: v[members]) if members else (lambda v: np.zeros((0, dim), np.float32))
+        return cls(
+            ExamplePool(pick(context_vectors), answers, groups),
+            ExamplePool(pick(own_vectors), answers, groups),
+        )
+
+    def votes(
+        self,
+        context_vector: Vectors,
+        own_vector: Vectors,
+        sentences: int,
+        exclude: str | None = None,
+    ) -> tuple[ArrayF, ArrayF]:
+        """Each sentence's votes from the nearest follow-ups, in context and alone (`exclude`:
+        a dialogue set whose follow-ups do not vote, when fitting on it)."""
+        return (
+            self.context.votes(context_vector, sentences, exclude),
+            self.own.votes(own_vector, sentences, exclude),
+        )
+
+    def save(self, folder: Path, sentence_ids: Sequence[str]) -> Path:
+        """Write followups.npz; answers as sentence ids, stable across builds."""
+        path = folder / POOL_FILE
+        with path.open("wb") as fh:
+            np.savez(
+                fh,
+                context=self.context.vectors.astype(np.float32),
+                own=self.own.vectors.astype(np.float32),
+                answer_ids=np.array(
+                    [sentence_ids[r] for rows in self.context.answers for r in rows], dtype=str
+                ),
+                answer_counts=np.array([len(a) for a in self.context.answers], dtype=np.int64),
+                groups=np.array(self.context.groups, dtype=str),
+            )
+        return path
+
+    @classmethod
+    def load(cls, folder: Path, sentence_ids: Sequence[str]) -> FollowupPool:
+        """Read followups.npz, mapping its sentence ids back to this index's rows."""
+        path = folder / POOL_FILE
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                context = np.ascontiguousarray(data["context"], dtype=np.float32)
+                own = np.ascontiguousarray(data["own"], dtype=np.float32)
+                flat = [str(x) for x in data["answer_ids"]]
+                counts = [int(c) for c in data["answer_counts"]]
+                groups = tuple(str(g) for g in data["groups"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise IndexCorrupt(
+                f"{folder.name}/{POOL_FILE} cannot be read ({exc}): run `ragbot build-index`"
+            ) from exc
+        row_of = {sid: i for i, sid in enumerate(sentence_ids)}
+        if any(s not in row_of for s in flat) or not (
+            len(context) == len(own) == len(counts) == len(groups)
+        ):
+            raise IndexCorrupt(
+                f"{folder.name}/{POOL_FILE} does not match this index: run `ragbot build-index`"
+            )
+        answers, start = [], 0
+        for count in counts:
+            answers.append(tuple(row_of[s] for s in flat[start : start + count]))
+            start += count
+        return cls(
+            ExamplePool(context, tuple(answers), groups), ExamplePool(own, tuple(answers), groups)
+        )
 
 
 def training_sets() -> list[str]:

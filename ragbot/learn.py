@@ -155,12 +155,29 @@ def learn(
         lambda model, to: model.save(to),
     )
 
-    kept = [*texts, *(expand(c) for _, c in pairs), *turn_texts]
+    # The labelled follow-ups that vote for a new follow-up's sentences (followups.py): no
+    # training, only their vectors, read in context and alone as the pipeline reads them.
+    from ragbot.followups import FollowupPool, followup_examples
+
+    followups = followup_examples()
+    context_texts = [ex.context for ex in followups]
+    own_texts = [ex.own for ex in followups]
+    context_vectors, context_embedded = embed_examples(embedder, context_texts, cache)
+    own_vectors, own_embedded = embed_examples(embedder, own_texts, cache)
+    embedded += context_embedded + own_embedded
+    pool = FollowupPool.of(
+        followups, context_vectors, own_vectors, [s.text for s in index.sentences]
+    )
+    pool.save(folder, sentence_ids)
+
+    kept = [*texts, *(expand(c) for _, c in pairs), *turn_texts, *context_texts, *own_texts]
     with (folder / EXAMPLES_FILE).open("wb") as fh:
         np.savez(
             fh,
             keys=np.array([_key(t) for t in kept], dtype=str),
-            vectors=np.concatenate([vectors, clause_vectors, turn_vectors]),
+            vectors=np.concatenate(
+                [vectors, clause_vectors, turn_vectors, context_vectors, own_vectors]
+            ),
         )
     if shared is not None and embedded:
         build_cache.keep(shared, folder / EXAMPLES_FILE, say)
@@ -170,6 +187,7 @@ def learn(
         f"ranker: {len(ranker.pool.answers)} examples; turns: {len(turn_examples)} examples, held-out "
         f"follow-up/more accuracy {turns.meta['held_out_followup_more_accuracy']}"
     )
+    say(f"follow-ups: {len(pool.context.answers)} labelled follow-ups vote")
     return Learned(router, ranker, turns, embedded, len(kept) - embedded)
 
 

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 from ragbot.errors import IndexCorrupt, IndexMismatch
 
-# 2: router.npz, ranker.npz and examples.npz in every build; 3: turns.npz; 4: keywords.npz
-FORMAT_VERSION = 4
+# 2: router.npz, ranker.npz and examples.npz in every build; 3: turns.npz; 4: keywords.npz;
+# 5: followups.npz
+FORMAT_VERSION = 5
 MANIFEST_FILE = "manifest.json"
 _T = TypeVar("_T")
 

@@ -15,7 +15,7 @@ from ragbot.config import Settings
 from ragbot.conversation import Turn, last_section, last_shown, shown_sentences
 from ragbot.embeddings import Embedder, SentenceTransformerEmbedder, Vectors
 from ragbot.errors import IndexCorrupt, InvalidQuestion
-from ragbot.followups import FollowupRanker, FollowupSignals, asks_for_other
+from ragbot.followups import FollowupPool, FollowupRanker, FollowupSignals, asks_for_other
 from ragbot.guardrails import (
     CRISIS_MESSAGE,
     DISCLAIMER,
@@ -111,6 +111,7 @@ class Pipeline:
     turns: TurnClassifier
     retriever: Retriever
     followups: FollowupRanker
+    followup_pool: FollowupPool  # the labelled follow-ups that vote (followups.npz in the build)
     screen_policy: ScreenPolicy
     policy: AnswerPolicy
     encoder: BatchingEmbedder  # the embedder, its calls from many threads merged
@@ -158,6 +159,7 @@ class Pipeline:
             turns=index.turns,
             retriever=Retriever(index, index.ranker, RetrievalPolicy.from_settings(settings)),
             followups=FollowupRanker.load(),
+            followup_pool=FollowupPool.load(index.path, [s.sentence_id for s in index.sentences]),
             screen_policy=ScreenPolicy(
                 advice_threshold=settings.advice_threshold,
                 advice_pattern_threshold=settings.advice_pattern_threshold,
@@ -246,6 +248,9 @@ class Pipeline:
             retrieval = self.retriever.retrieve(query, vector)
             article = route.p("article")
             if context is not None and in_context is not None:
+                context_votes, own_votes = self.followup_pool.votes(
+                    vectors[n_said], vector, len(self.index.sentences)
+                )
                 signals = FollowupSignals(
                     own=retrieval,
                     context=self.retriever.retrieve(context, vectors[n_said]),
@@ -253,6 +258,10 @@ class Pipeline:
                     shown=frozenset(shown),
                     last=frozenset(last_shown(self.index, turns)),
                     asks_other=asks_for_other(text),
+                    context_vector=vectors[n_said],
+                    own_vector=vector,
+                    context_votes=context_votes,
+                    own_votes=own_votes,
                 )
                 retrieval = self.followups.rank(self.index, signals)
                 if self.retriever.vocabulary.knows_all(words(text)):

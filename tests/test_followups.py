@@ -9,9 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragbot.errors import BuildError
+from ragbot.errors import BuildError, IndexCorrupt
 from ragbot.evaluation.dialogues import HOLDOUTS, TUNES
-from ragbot.followups import FEATURES, FollowupRanker, fit, sets_hash, training_sets
+from ragbot.followups import (
+    FEATURES,
+    FollowupExample,
+    FollowupPool,
+    FollowupRanker,
+    fit,
+    followup_examples,
+    sets_hash,
+    training_sets,
+)
 from ragbot.turns import RETIRED_DIALOGUES
 
 
@@ -65,3 +74,49 @@ def test_the_fit_learns_which_signal_points_at_the_gold_sentence() -> None:
     x, gold = turns[0]
     logits = ((x - ranker.mean) / ranker.scale) @ ranker.weights
     assert gold[int(np.argmax(logits))]
+
+
+def test_the_labelled_follow_ups_come_from_the_training_dialogues_only() -> None:
+    examples = followup_examples()
+    assert examples
+    groups = {ex.group for ex in examples}
+    assert groups <= {name.removesuffix(".jsonl") for name in training_sets()}
+    assert HOLDOUTS[-1].removesuffix(".jsonl") not in groups
+    # Read as the pipeline reads a follow-up: with the question it follows, and alone.
+    assert all(ex.context.endswith(ex.own) and ex.gold for ex in examples)
+
+
+SENTENCES = ["Sleep restores the brain.", "Naps help a little.", "Food gives energy.", "Water too."]
+IDS = ["s0", "s1", "s2", "s3"]
+
+
+def test_a_pool_votes_for_the_answers_of_the_nearest_follow_ups_unless_their_set_is_left_out(
+    tmp_path: Path,
+) -> None:
+    texts = SENTENCES
+    examples = [
+        FollowupExample("sleep and naps?", "naps?", (texts[1],), "set_a"),
+        FollowupExample("food and water?", "water?", (texts[3],), "set_b"),
+        FollowupExample("unknown", "unknown", ("not a sentence of this index",), "set_b"),
+    ]
+    vectors = np.eye(3, 8, dtype=np.float32)
+    pool = FollowupPool.of(examples, vectors, vectors, texts)
+    assert len(pool.context.answers) == 2  # the third answers nothing in this index
+    context_votes, own_votes = pool.votes(vectors[0], vectors[0], len(texts))
+    assert int(np.argmax(context_votes)) == 1 and int(np.argmax(own_votes)) == 1
+    left_out, _ = pool.votes(vectors[0], vectors[0], len(texts), exclude="set_a")
+    assert left_out[1] == 0.0
+
+    again = FollowupPool.load(pool.save(tmp_path, IDS).parent, IDS)
+    assert again.context.answers == pool.context.answers
+    assert np.allclose(again.own.vectors, pool.own.vectors)
+
+
+def test_a_pool_of_another_index_is_refused(tmp_path: Path) -> None:
+    vectors = np.ones((1, 4), np.float32)
+    pool = FollowupPool.of(
+        [FollowupExample("a b", "b", (SENTENCES[0],), "set_a")], vectors, vectors, SENTENCES
+    )
+    pool.save(tmp_path, IDS)
+    with pytest.raises(IndexCorrupt, match="does not match this index"):
+        FollowupPool.load(tmp_path, ["other-ids"])

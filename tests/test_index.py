@@ -176,7 +176,7 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
     built: Index, corpus: Path, hashing_embedder: HashingEmbedder
 ) -> None:
     m = built.manifest
-    assert m.format == FORMAT_VERSION == 4
+    assert m.format == FORMAT_VERSION == 5
     assert m.learned is not None
     router, ranker, turns = m.learned.router, m.learned.ranker, m.learned.turns
     assert router.examples >= 2000 and len(router.data_sha256) == 64
@@ -232,6 +232,7 @@ def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
     assert sorted(m.files) == [
         "chunks.faiss",
         "examples.npz",
+        "followups.npz",
         "headings.faiss",
         "keywords.npz",
         "ranker.npz",

@@ -15,12 +15,12 @@ from ragbot.errors import IndexCorrupt, IndexMismatch
 from ragbot.manifest import MANIFEST_FILE, Manifest
 
 # A build's manifest.json as ragbot wrote it (the real model with its ONNX export, first written
-# before the Manifest class; format 4 since builds keep their keyword index); only the lists of
+# before the Manifest class; format 5 since builds keep their labelled follow-ups); only the lists of
 # weight files and build files are cut short.
 MANIFEST = json.loads(
     """
 {
-    "format": 4,
+    "format": 5,
     "build_id": "20261201T051237Z-e5d681bd",
     "built_at": "2026-12-01T05:17:06+00:00",
     "build_seconds": 269.803,
@@ -294,7 +294,7 @@ def test_a_malformed_manifest_is_corrupt_and_the_message_names_the_field(
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ('{"format": 4, "build_id": ', "is unreadable (Expecting value"),
+        ('{"format": 5, "build_id": ', "is unreadable (Expecting value"),
         ("", "is unreadable (Expecting value"),
         ("[1, 2]", "is malformed (it should be an object, got a list)"),
         ("null", "is malformed (it should be an object, got null)"),
@@ -316,14 +316,14 @@ def test_a_missing_manifest_is_corrupt(tmp_path: Path) -> None:
         Manifest.read(tmp_path)
 
 
-@pytest.mark.parametrize("version", [3, 5, None, "4"])
+@pytest.mark.parametrize("version", [4, 6, None, "5"])
 def test_another_index_format_is_a_mismatch_naming_the_format(
     tmp_path: Path, version: object
 ) -> None:
     _write_raw(tmp_path, {**MANIFEST, "format": version})
     with pytest.raises(IndexMismatch) as err:
         Manifest.read(tmp_path)
-    assert f"has index format {version!r}, this ragbot reads 4" in err.value.message
+    assert f"has index format {version!r}, this ragbot reads 5" in err.value.message
 
 
 def test_a_failed_write_leaves_the_previous_manifest_whole_and_no_partial_file(

@@ -28,6 +28,7 @@ HOLDOUTS = (
     "holdout_v10.jsonl",
     "holdout_v11.jsonl",
     "holdout_v12.jsonl",
+    "holdout_v13.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
