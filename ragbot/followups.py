@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from ragbot.embeddings import Vectors
 from ragbot.errors import BuildError, IndexCorrupt
-from ragbot.fusion import ExamplePool
+from ragbot.fusion import ExamplePool, answers_as_ids, answers_from_ids
 from ragbot.index import Index
 from ragbot.query import expand, normalize
 from ragbot.retrieval import Retrieval
@@ -283,10 +283,7 @@ class FollowupPool:
                 fh,
                 context=self.context.vectors.astype(np.float32),
                 own=self.own.vectors.astype(np.float32),
-                answer_ids=np.array(
-                    [sentence_ids[r] for rows in self.context.answers for r in rows], dtype=str
-                ),
-                answer_counts=np.array([len(a) for a in self.context.answers], dtype=np.int64),
+                **answers_as_ids(self.context.answers, sentence_ids),
                 groups=np.array(self.context.groups, dtype=str),
             )
         return path
@@ -313,13 +310,8 @@ class FollowupPool:
             raise IndexCorrupt(
                 f"{folder.name}/{POOL_FILE} does not match this index: run `ragbot build-index`"
             )
-        answers, start = [], 0
-        for count in counts:
-            answers.append(tuple(row_of[s] for s in flat[start : start + count]))
-            start += count
-        return cls(
-            ExamplePool(context, tuple(answers), groups), ExamplePool(own, tuple(answers), groups)
-        )
+        answers = answers_from_ids(flat, counts, row_of)
+        return cls(ExamplePool(context, answers, groups), ExamplePool(own, answers, groups))
 
 
 def training_sets() -> list[str]:

@@ -96,6 +96,28 @@ class ExamplePool:
         return out / top if top > 0 else out
 
 
+def answers_as_ids(
+    answers: Sequence[tuple[int, ...]], sentence_ids: Sequence[str]
+) -> dict[str, Any]:
+    """A pool's answers for an .npz: sentence ids (stable across builds), flat, and counts."""
+    return {
+        "answer_ids": np.array([sentence_ids[r] for rows in answers for r in rows], dtype=str),
+        "answer_counts": np.array([len(a) for a in answers], dtype=np.int64),
+    }
+
+
+def answers_from_ids(
+    flat: Sequence[str], counts: Sequence[int], row_of: Mapping[str, int]
+) -> tuple[tuple[int, ...], ...]:
+    """The answers `answers_as_ids` stored, as this index's sentence rows."""
+    answers: list[tuple[int, ...]] = []
+    start = 0
+    for count in counts:
+        answers.append(tuple(row_of[s] for s in flat[start : start + count]))
+        start += count
+    return tuple(answers)
+
+
 def signals(
     cosine: ArrayF,
     votes: ArrayF,
@@ -143,7 +165,6 @@ class Ranker:
 
     def save(self, folder: Path, sentence_ids: Sequence[str]) -> Path:
         """Write ranker.npz; the pool's answers are stored as sentence ids, stable across builds."""
-        flat = [sentence_ids[r] for rows in self.pool.answers for r in rows]
         path = folder / RANKER_FILE
         with path.open("wb") as fh:
             np.savez(
@@ -151,8 +172,7 @@ class Ranker:
                 weights=self.weights,
                 bias=np.array([self.bias]),
                 vectors=self.pool.vectors.astype(np.float32),
-                answer_ids=np.array(flat, dtype=str),
-                answer_counts=np.array([len(a) for a in self.pool.answers], dtype=np.int64),
+                **answers_as_ids(self.pool.answers, sentence_ids),
                 meta=np.array(json.dumps(self.meta, sort_keys=True)),
             )
         return path
@@ -178,12 +198,8 @@ class Ranker:
             raise IndexCorrupt(
                 f"{folder}/{RANKER_FILE} does not match this index: run `ragbot build-index`"
             )
-        answers: list[tuple[int, ...]] = []
-        start = 0
-        for count in counts:
-            answers.append(tuple(row_of[s] for s in flat[start : start + count]))
-            start += count
-        pool = ExamplePool(vectors, tuple(answers), ("",) * len(answers))
+        answers = answers_from_ids(flat, counts, row_of)
+        pool = ExamplePool(vectors, answers, ("",) * len(answers))
         return cls(weights, bias, pool, meta)
 
 
