@@ -31,6 +31,7 @@ from ragbot.embeddings import Vectors
 from ragbot.errors import BuildError, IndexCorrupt
 from ragbot.fusion import ExamplePool, answers_as_ids, answers_from_ids
 from ragbot.index import Index
+from ragbot.models import Hit
 from ragbot.query import expand, normalize
 from ragbot.retrieval import Retrieval
 
@@ -157,20 +158,26 @@ class FollowupRanker:
 
     def rank(self, index: Index, signals: FollowupSignals) -> Retrieval:
         """The sentences in the fitted order, scored on the scale of the ranker's probabilities:
-        the best gets the better of the follow-up's two readings (alone, with its context),
-        which decides whether to answer at all; runners-up keep their share of the best."""
+        the best gets the better of the follow-up's two readings (alone, with its context) over
+        the sentences it may quote, which decides whether to answer at all; runners-up keep
+        their share of the best. One that asks for something else may quote nothing shown."""
         probs = self.probabilities(index, signals)
-        best = max(signals.own.best, signals.context.best)
-        top = float(probs.max()) or 1.0
-        hits = {h.ref: h for h in (*signals.context.sentences, *signals.own.sentences)}
+        readings: dict[str, Hit] = {}
+        for hit in (*signals.context.sentences, *signals.own.sentences):
+            if hit.ref not in readings or hit.score > readings[hit.ref].score:
+                readings[hit.ref] = hit
+        kept = [
+            (readings[s.sentence_id], float(p))
+            for s, p in zip(index.sentences, probs, strict=True)
+            if s.sentence_id in readings
+            and not (signals.asks_other and s.sentence_id in signals.shown)
+        ]
+        if not kept:
+            return Retrieval([], [])
+        best = max(hit.score for hit, _ in kept)
+        top = max(p for _, p in kept) or 1.0
         ranked = sorted(
-            (
-                replace(hits[s.sentence_id], score=best * float(p) / top)
-                for s, p in zip(index.sentences, probs, strict=True)
-                if s.sentence_id in hits
-                and not (signals.asks_other and s.sentence_id in signals.shown)
-            ),
-            key=lambda h: -h.score,
+            (replace(hit, score=best * p / top) for hit, p in kept), key=lambda h: -h.score
         )
         sections: dict[str, float] = {}
         for hit in ranked:

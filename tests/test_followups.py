@@ -120,3 +120,30 @@ def test_a_pool_of_another_index_is_refused(tmp_path: Path) -> None:
     pool.save(tmp_path, IDS)
     with pytest.raises(IndexCorrupt, match="does not match this index"):
         FollowupPool.load(tmp_path, ["other-ids"])
+
+
+@pytest.mark.model
+def test_asking_for_something_else_scores_what_is_left_on_its_own_scale(real_pipeline) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from ragbot.conversation import Turn
+
+    question = "how does ketamine work in the brain"
+    first = real_pipeline.ask(question)
+    history = [Turn(question, tuple(c.quote for c in first.citations))]
+    signals = real_pipeline.ask_traced("what else does it do?", history).followup
+    assert signals is not None and signals.asks_other
+    # A ranker that puts nearly all its probability on what was shown: the rest must still be
+    # scored as likely as its readings say, or "what else?" would find nothing left to quote.
+    weights = np.zeros(len(FEATURES))
+    weights[FEATURES.index("shown")] = 50.0
+    ranker = FollowupRanker(weights, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), {})
+    ranked = ranker.rank(real_pipeline.index, replace(signals, asks_other=True))
+    assert ranked.sentences and not {h.ref for h in ranked.sentences} & signals.shown
+    left = {h.ref: h.score for h in (*signals.own.sentences, *signals.context.sentences)}
+    best_left = max(
+        max(h.score for h in (*signals.own.sentences, *signals.context.sentences) if h.ref == ref)
+        for ref in left
+        if ref not in signals.shown
+    )
+    assert ranked.best == pytest.approx(best_left)

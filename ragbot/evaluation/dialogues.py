@@ -29,6 +29,7 @@ HOLDOUTS = (
     "holdout_v11.jsonl",
     "holdout_v12.jsonl",
     "holdout_v13.jsonl",
+    "holdout_v14.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
