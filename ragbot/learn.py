@@ -22,6 +22,7 @@ from ragbot import build_cache
 from ragbot.build_cache import read_vectors, vectors_file
 from ragbot.embeddings import Embedder, Vectors, fingerprint
 from ragbot.errors import IndexError_
+from ragbot.followups import FollowupPool, followup_examples
 from ragbot.fusion import RANKER_FILE, ExamplePool, Ranker, train_ranker, untrained_ranker
 from ragbot.guardrails import match_rules
 from ragbot.manifest import Manifest
@@ -157,8 +158,6 @@ def learn(
 
     # The labelled follow-ups that vote for a new follow-up's sentences (followups.py): no
     # training, only their vectors, read in context and alone as the pipeline reads them.
-    from ragbot.followups import FollowupPool, followup_examples
-
     followups = followup_examples()
     context_texts = [ex.context for ex in followups]
     own_texts = [ex.own for ex in followups]

@@ -248,9 +248,6 @@ class Pipeline:
             retrieval = self.retriever.retrieve(query, vector)
             article = route.p("article")
             if context is not None and in_context is not None:
-                context_votes, own_votes = self.followup_pool.votes(
-                    vectors[n_said], vector, len(self.index.sentences)
-                )
                 signals = FollowupSignals(
                     own=retrieval,
                     context=self.retriever.retrieve(context, vectors[n_said]),
@@ -260,10 +257,8 @@ class Pipeline:
                     asks_other=asks_for_other(text),
                     context_vector=vectors[n_said],
                     own_vector=vector,
-                    context_votes=context_votes,
-                    own_votes=own_votes,
                 )
-                retrieval = self.followups.rank(self.index, signals)
+                retrieval = self.followups.rank(self.index, signals, self.followup_pool)
                 if self.retriever.vocabulary.knows_all(words(text)):
                     # "why?", "and after that?" are about nothing alone: whether they are about
                     # the article is read with the question they follow. A follow-up that brings

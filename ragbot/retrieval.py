@@ -54,6 +54,14 @@ class Retrieval:
     sentences: list[Hit]  # every sentence, best first; score: probability that it answers
     sections: list[tuple[str, float]]  # section_id and its best sentence's score, best first
 
+    @classmethod
+    def from_ranked(cls, hits: list[Hit]) -> Retrieval:
+        """Sentences already ranked best first; each section scored by its best sentence."""
+        sections: dict[str, float] = {}
+        for hit in hits:
+            sections.setdefault(hit.section_id, hit.score)
+        return cls(hits, list(sections.items()))
+
     @property
     def best(self) -> float:
         """The best sentence's probability of answering (0 when the index is empty)."""
@@ -128,10 +136,7 @@ class Retriever:
                     float(feats[row, 3]),
                 )
             )
-        sections: dict[str, float] = {}
-        for hit in hits:
-            sections.setdefault(hit.section_id, hit.score)
-        return Retrieval(hits, list(sections.items()))
+        return Retrieval.from_ranked(hits)
 
     def passages(self, question: str, query_vector: Vectors, k: int = 5) -> list[Hit]:
         """Chunks ranked by fused dense and keyword rank: what `ragbot search` shows."""

@@ -3,8 +3,9 @@
 The dialogue tuning sets and the retired dialogue hold-outs (never the newest) are replayed
 through the service, each turn with the service's own earlier replies as history; every turn the
 turn classifier reads as a follow-up, and whose gold sentences are in the index, gives one
-training group, its votes from the labelled follow-ups of the other sets only. Two rounds: the second replays with the first round's weights, so that the
-replies a follow-up sees are those the fitted ranker gives. Each set is held out in turn to
+training group, its votes from the labelled follow-ups of the other sets only. Two rounds: the
+second replays with the first round's weights, so that the replies a follow-up sees are those
+the fitted ranker gives. Each set is held out in turn to
 report how often a gold sentence is first and in the top three, beside the follow-up alone
 (the naive reading) on the same turns.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,16 +48,6 @@ def replay(pipeline: Pipeline, names: list[str]) -> list[Group]:
             for turn in dialogue.turns:
                 trace = pipeline.ask_traced(turn.question, history)
                 if trace.followup is not None and turn.gold_sentences:
-                    # Its own set's follow-ups do not vote for it, as at serve time none of a
-                    # new conversation's would.
-                    signals = trace.followup
-                    context_votes, own_votes = pipeline.followup_pool.votes(
-                        signals.context_vector,
-                        signals.own_vector,
-                        len(sentences),
-                        exclude=name.removesuffix(".jsonl"),
-                    )
-                    signals = replace(signals, context_votes=context_votes, own_votes=own_votes)
                     gold = np.array(
                         [
                             any(g in s.text or s.text in g for g in turn.gold_sentences)
@@ -65,7 +55,15 @@ def replay(pipeline: Pipeline, names: list[str]) -> list[Group]:
                         ]
                     )
                     if gold.any():
-                        groups.append((name, features(pipeline.index, signals), gold))
+                        # Its own set's follow-ups do not vote for it, as at serve time none
+                        # of a new conversation's would.
+                        x = features(
+                            pipeline.index,
+                            trace.followup,
+                            pipeline.followup_pool,
+                            exclude=name.removesuffix(".jsonl"),
+                        )
+                        groups.append((name, x, gold))
                 quotes = tuple(c.quote for c in trace.answer.citations)
                 history.append(Turn(turn.question, quotes))
     return groups

@@ -138,7 +138,9 @@ def test_asking_for_something_else_scores_what_is_left_on_its_own_scale(real_pip
     weights = np.zeros(len(FEATURES))
     weights[FEATURES.index("shown")] = 50.0
     ranker = FollowupRanker(weights, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), {})
-    ranked = ranker.rank(real_pipeline.index, replace(signals, asks_other=True))
+    ranked = ranker.rank(
+        real_pipeline.index, replace(signals, asks_other=True), real_pipeline.followup_pool
+    )
     assert ranked.sentences and not {h.ref for h in ranked.sentences} & signals.shown
     left = {h.ref: h.score for h in (*signals.own.sentences, *signals.context.sentences)}
     best_left = max(
