@@ -30,6 +30,8 @@ HOLDOUTS = (
     "holdout_v12.jsonl",
     "holdout_v13.jsonl",
     "holdout_v14.jsonl",
+    "holdout_v15.jsonl",
+    "holdout_v16.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 

@@ -44,6 +44,8 @@ HOLDOUTS = (
     "holdout_v20.jsonl",
     "holdout_v21.jsonl",
     "holdout_v22.jsonl",
+    "holdout_v23.jsonl",
+    "holdout_v24.jsonl",
 )
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
