@@ -259,10 +259,10 @@ class Pipeline:
                     own_vector=vector,
                 )
                 retrieval = self.followups.rank(self.index, signals, self.followup_pool)
-                if self.retriever.vocabulary.knows_all(words(text)):
-                    # "why?", "and after that?" are about nothing alone: whether they are about
-                    # the article is read with the question they follow. A follow-up that brings
-                    # a subject the article never names ("what about migraines?") is judged alone.
+                if not self.retriever.vocabulary.new_subjects(words(text)):
+                    # "why?", "good ones?" are about nothing alone: whether they are about the
+                    # article is read with the question they follow. A follow-up that brings a
+                    # subject of its own ("what about migraines?") is judged alone.
                     article = max(article, in_context.p("article"))
             part_retrievals = [
                 self.retriever.retrieve(p, v)

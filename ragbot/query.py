@@ -37,6 +37,15 @@ def _stopwords() -> frozenset[str]:
 
 
 @lru_cache(maxsize=1)
+def common_words() -> frozenset[str]:
+    """Everyday English words (scripts/common_words.py writes the list from wordfreq) and the
+    chat shorthand of lexicon.json ("tho", "pt", "idk")."""
+    text = resources.files("ragbot.data").joinpath("common_words.txt").read_text("utf-8")
+    listed = (line for line in text.splitlines() if line and not line.startswith("#"))
+    return frozenset([*listed, *_lexicon()["chat_words"]])
+
+
+@lru_cache(maxsize=1)
 def _stemmer() -> Any:
     import Stemmer
 
@@ -98,9 +107,12 @@ class Vocabulary:
         self.words = sorted({w for t in texts for w in words(t)})
         self._known = frozenset(self.words)
 
-    def knows_all(self, tokens: list[str]) -> bool:
-        """Whether every word is the corpus's own, after typo correction."""
-        return all(tok in self._known for tok in self.correct(tokens))
+    def new_subjects(self, tokens: list[str]) -> list[str]:
+        """The words, after typo correction, that are neither the corpus's nor everyday English:
+        "migraines" in "what about migraines?" names something the article may not cover;
+        "good" in "good ones?" does not."""
+        common = common_words()
+        return [t for t in self.correct(tokens) if t not in self._known and t not in common]
 
     def correct(self, tokens: list[str]) -> list[str]:
         """Replace words the corpus does not know by their closest corpus word, if close enough."""

@@ -59,6 +59,28 @@ def test_why_is_answered_from_the_topic_it_follows(real_pipeline: Pipeline) -> N
 
 
 @pytest.mark.model
+def test_a_follow_up_in_everyday_words_is_judged_with_the_question_it_follows(
+    real_pipeline: Pipeline,
+) -> None:
+    # "good ones?" alone reads as off-topic; with the question before, it asks for the
+    # positive long-term effects.
+    question = "Are there long-term effects of ketamine, positive or negative?"
+    first = real_pipeline.ask(question)
+    followed = real_pipeline.ask("good ones?", [Turn(question, shown(first))])
+    assert followed.status == "answered"
+    assert any("positive" in c.quote for c in followed.citations)
+
+
+@pytest.mark.model
+def test_a_follow_up_that_brings_a_subject_of_its_own_is_judged_alone(
+    real_pipeline: Pipeline,
+) -> None:
+    first = real_pipeline.ask(FIRST)
+    followed = real_pipeline.ask("what about migraines?", [Turn(FIRST, shown(first))])
+    assert followed.status == "no_answer"
+
+
+@pytest.mark.model
 def test_tell_me_more_quotes_only_unseen_sentences_of_the_same_section_until_none_are_left(
     real_pipeline: Pipeline,
 ) -> None:

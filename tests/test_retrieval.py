@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from ragbot.fusion import rrf
 from ragbot.index import build_index, load_index
-from ragbot.query import expand, normalize, words
+from ragbot.query import common_words, expand, normalize, words
 from ragbot.retrieval import RetrievalPolicy, Retriever, defined_terms
 
 
@@ -71,6 +74,36 @@ def test_misspellings_are_corrected_against_the_corpus_vocabulary(
 def test_words_the_corpus_lacks_are_left_alone(retriever) -> None:  # type: ignore[no-untyped-def]
     r, _ = retriever
     assert r.vocabulary.correct(["lsd", "zebra", "pizza"]) == ["lsd", "zebra", "pizza"]
+
+
+@pytest.mark.parametrize(
+    ("message", "subjects"),
+    [
+        ("good ones?", []),
+        ("how do u stop that from happening", []),
+        ("is that permanent??", []),
+        ("what about the neuroplastisity part", []),  # a typo of the article's own word
+        ("what about migraines?", ["migraines"]),
+        ("psilocybin tho?", ["psilocybin"]),
+    ],
+)
+def test_a_new_subject_is_a_word_neither_the_article_nor_everyday_english_uses(
+    retriever, message: str, subjects: list[str]
+) -> None:  # type: ignore[no-untyped-def]
+    r, _ = retriever
+    assert r.vocabulary.new_subjects(words(message)) == subjects
+
+
+def test_the_everyday_word_list_is_what_wordfreq_gives() -> None:
+    # Regenerate with scripts/common_words.py after changing its threshold or wordfreq.
+    script = Path(__file__).resolve().parents[1] / "scripts" / "common_words.py"
+    spec = importlib.util.spec_from_file_location("common_words", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.OUT.read_text(encoding="utf-8") == module.render()
+    assert common_words() >= {"good", "happening", "prevent", "dont"}
+    assert not common_words() & {"migraines", "psilocybin", "serotonin"}
 
 
 def test_a_keyword_question_finds_its_section(retriever) -> None:  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ HOLDOUTS = (
     "holdout_v14.jsonl",
     "holdout_v15.jsonl",
     "holdout_v16.jsonl",
+    "holdout_v17.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
