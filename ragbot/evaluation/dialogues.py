@@ -14,7 +14,7 @@ from ragbot.conversation import Turn
 from ragbot.models import Answer
 
 FOLDER = "dialogues"
-TUNES = ("tune.jsonl", "tune_v2.jsonl", "tune_v3.jsonl")
+TUNES = ("tune.jsonl", "tune_v2.jsonl", "tune_v3.jsonl", "tune_v4.jsonl")
 HOLDOUTS = (
     "holdout_v1.jsonl",
     "holdout_v2.jsonl",
@@ -33,6 +33,7 @@ HOLDOUTS = (
     "holdout_v15.jsonl",
     "holdout_v16.jsonl",
     "holdout_v17.jsonl",
+    "holdout_v18.jsonl",
 )
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
