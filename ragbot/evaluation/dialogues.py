@@ -15,26 +15,9 @@ from ragbot.models import Answer
 
 FOLDER = "dialogues"
 TUNES = ("tune.jsonl", "tune_v2.jsonl", "tune_v3.jsonl", "tune_v4.jsonl")
-HOLDOUTS = (
-    "holdout_v1.jsonl",
-    "holdout_v2.jsonl",
-    "holdout_v3.jsonl",
-    "holdout_v4.jsonl",
-    "holdout_v5.jsonl",
-    "holdout_v6.jsonl",
-    "holdout_v7.jsonl",
-    "holdout_v8.jsonl",
-    "holdout_v9.jsonl",
-    "holdout_v10.jsonl",
-    "holdout_v11.jsonl",
-    "holdout_v12.jsonl",
-    "holdout_v13.jsonl",
-    "holdout_v14.jsonl",
-    "holdout_v15.jsonl",
-    "holdout_v16.jsonl",
-    "holdout_v17.jsonl",
-    "holdout_v18.jsonl",
-)
+# Hold-outs, oldest first: the newest is measured once and never trained on (the others are
+# turns.RETIRED_DIALOGUES).
+HOLDOUTS = tuple(f"holdout_v{n}.jsonl" for n in range(1, 19))
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
 

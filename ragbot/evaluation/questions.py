@@ -21,32 +21,7 @@ DEFAULT_QUESTIONS = "eval_questions.jsonl"  # in ragbot/data: the tuning set
 # other sets, committed once before it was measured, never edited after. The newest gates CI;
 # the older ones are retired into training (router.RETIRED_HOLDOUTS), so their figures now
 # measure what was learned from them, not how the service generalises.
-HOLDOUTS = (
-    "holdout_v1.jsonl",
-    "holdout_v2.jsonl",
-    "holdout_v3.jsonl",
-    "holdout_v4.jsonl",
-    "holdout_v5.jsonl",
-    "holdout_v6.jsonl",
-    "holdout_v7.jsonl",
-    "holdout_v8.jsonl",
-    "holdout_v9.jsonl",
-    "holdout_v10.jsonl",
-    "holdout_v11.jsonl",
-    "holdout_v12.jsonl",
-    "holdout_v13.jsonl",
-    "holdout_v14.jsonl",
-    "holdout_v15.jsonl",
-    "holdout_v16.jsonl",
-    "holdout_v17.jsonl",
-    "holdout_v18.jsonl",
-    "holdout_v19.jsonl",
-    "holdout_v20.jsonl",
-    "holdout_v21.jsonl",
-    "holdout_v22.jsonl",
-    "holdout_v23.jsonl",
-    "holdout_v24.jsonl",
-)
+HOLDOUTS = tuple(f"holdout_v{n}.jsonl" for n in range(1, 25))
 
 # The schema of ragbot/data/README.md: keys in this order, and the status each category expects.
 FIELDS = (
