@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep each reply as a record (channel eval) in the records store, for `ragbot report`",
     )
+    p.add_argument(
+        "--all-dialogues",
+        action="store_true",
+        help="replay every dialogue set, the retired hold-outs too (default: tuning and newest)",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("report", help="the content report of recorded replies, Markdown and HTML")

@@ -25,6 +25,8 @@ from ragbot.corpus import corpus_files, load_corpus
 from ragbot.embeddings import Embedder, HashingEmbedder, Vectors
 from ragbot.evaluation import metrics as m
 from ragbot.evaluation.core import METRIC_KEYS, Outcome, evaluate, summarize
+from ragbot.evaluation.dialogues import HOLDOUTS as DIALOGUE_HOLDOUTS
+from ragbot.evaluation.dialogues import TUNES as DIALOGUE_TUNES
 from ragbot.evaluation.gate import check, load_thresholds
 from ragbot.evaluation.questions import (
     CATEGORIES,
@@ -42,6 +44,7 @@ from ragbot.evaluation.render import render_text
 from ragbot.evaluation.report import Report, to_json, write_outputs
 from ragbot.evaluation.runner import (
     CachingEmbedder,
+    _dialogues,
     answer_from_json,
     http_answer_fn,
     pipeline_answer_fn,
@@ -561,6 +564,26 @@ def test_run_cli_exits_0_when_every_threshold_holds(
     )
     assert run_cli(eval_args(tmp_path, thresholds, "--split", "tune"), hashing_settings) == 0
     assert "PASS  disclaimer_rate" in capsys.readouterr().out
+
+
+def test_eval_replays_the_tuning_dialogues_and_the_newest_hold_out_unless_asked_for_every_set() -> (
+    None
+):
+    class Silent:
+        """Answers nothing: only which sets are replayed matters here."""
+
+        def ask(self, question: str, history: object = ()) -> Answer:
+            return Answer("no_answer", "not in the article", (), DISCLAIMER)
+
+    def replayed(figures: dict[str, dict[str, object]]) -> list[str]:
+        return sorted({label.split(" (")[0] for label in figures})
+
+    names = [n.removesuffix(".jsonl") for n in (*DIALOGUE_TUNES, *DIALOGUE_HOLDOUTS)]
+    newest = DIALOGUE_HOLDOUTS[-1].removesuffix(".jsonl")
+    default = _dialogues(Silent())  # type: ignore[arg-type]
+    assert replayed(default) == sorted([*names[: len(DIALOGUE_TUNES)], newest])
+    assert len(default) == 2 * (len(DIALOGUE_TUNES) + 1)  # with history and without
+    assert replayed(_dialogues(Silent(), every_set=True)) == sorted(names)  # type: ignore[arg-type]
 
 
 def test_the_caching_embedder_embeds_each_text_once() -> None:

@@ -135,13 +135,15 @@ def http_answer_fn(url: str, client: httpx.Client) -> AnswerFn:
     return ask
 
 
-def _dialogues(pipeline: Pipeline) -> dict[str, dict[str, object]]:
-    """Every dialogue set replayed with history and, as the baseline, without."""
+def _dialogues(pipeline: Pipeline, every_set: bool = False) -> dict[str, dict[str, object]]:
+    """The dialogue sets replayed with history and, as the baseline, without: the tuning sets and
+    the newest hold-out, or every set. The retired hold-outs are training data now: run again,
+    they measure what was learned from them, and replaying all of them took most of a run."""
     from ragbot.evaluation.dialogues import HOLDOUTS, TUNES, dialogue_path, load_dialogues, replay
     from ragbot.evaluation.dialogues import summarize as summarize_dialogues
 
     out: dict[str, dict[str, object]] = {}
-    for name in (*TUNES, *HOLDOUTS):
+    for name in (*TUNES, *(HOLDOUTS if every_set else HOLDOUTS[-1:])):
         dialogues = load_dialogues(dialogue_path(name))
         for with_history in (True, False):
             label = f"{name.removesuffix('.jsonl')} ({'history' if with_history else 'no history'})"
@@ -221,7 +223,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
 
     report = Report(runs, args.split, meta=_meta(mode, path, chosen, pipeline, started))
     if args.url is None and pipeline is not None:
-        report.meta["dialogues"] = _dialogues(pipeline)
+        report.meta["dialogues"] = _dialogues(pipeline, args.all_dialogues)
     if thresholds is not None:
         report.gate = check(report.overall(), thresholds)
     report.meta["seconds"] = round(time.perf_counter() - started, 1)
