@@ -32,7 +32,7 @@ from ragbot.errors import (
 from ragbot.fusion import Ranker
 from ragbot.index import KINDS, SPLITTER_VERSION, Index, build_index, embedding_texts, load_index
 from ragbot.manifest import FORMAT_VERSION, ChunkerInfo, Counts, IndexParams, Manifest
-from ragbot.router import Router
+from ragbot.router import Example, Router, load_examples
 from ragbot.turns import TurnClassifier
 
 SettingsFactory = Callable[..., Settings]
@@ -74,6 +74,19 @@ class RecordingEmbedder(HashingEmbedder):
     @property
     def embedded(self) -> list[str]:
         return [t for call in self.calls for t in call]
+
+
+@pytest.fixture(scope="module")
+def few_examples() -> list[Example]:
+    """Every tenth labelled question: every intent and batch, a tenth of the training time."""
+    return load_examples()[::10]
+
+
+@pytest.fixture(autouse=True)
+def _train_on_few_examples(monkeypatch: pytest.MonkeyPatch, few_examples: list[Example]) -> None:
+    # What a build stores, reuses and survives does not depend on how much the router learns
+    # from; the router's own tests and the real-model tests train on all of it.
+    monkeypatch.setattr(learn, "load_examples", lambda: few_examples)
 
 
 @pytest.fixture
@@ -173,13 +186,13 @@ def test_recording_the_versions_imports_neither_torch_nor_sentence_transformers(
 
 
 def test_the_manifest_records_model_metric_chunker_corpus_counts_and_versions(
-    built: Index, corpus: Path, hashing_embedder: HashingEmbedder
+    built: Index, corpus: Path, hashing_embedder: HashingEmbedder, few_examples: list[Example]
 ) -> None:
     m = built.manifest
     assert m.format == FORMAT_VERSION == 5
     assert m.learned is not None
     router, ranker, turns = m.learned.router, m.learned.ranker, m.learned.turns
-    assert router.examples >= 2000 and len(router.data_sha256) == 64
+    assert router.examples == len(few_examples) and len(router.data_sha256) == 64
     assert 0 < router.distress_threshold <= router.crisis_threshold <= 1
     assert ranker.signals[0] == "cosine" and ranker.examples > 0
     # Every field the router and the ranker report is kept, none dropped on the way.
