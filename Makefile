@@ -19,9 +19,9 @@ test: install-test chromium servers axe  ## install and run every test (unit, re
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-model test-rest
 
 # Non-model tests run by the model lane, so that the two lanes end together (the other lane
-# also runs the wheel check): test_index.py's builds take about 40 s (they train on a tenth of
-# the labelled questions).
-LANE_MODEL_ALSO := tests/test_index.py
+# also runs the wheel check, about 200 s, and the linters): test_index.py's builds take about
+# 40 s (they train on a tenth of the labelled questions), test_contract.py's fuzzing about 55 s.
+LANE_MODEL_ALSO := tests/test_index.py tests/test_contract.py
 
 test-model:
 	$(VENV)/bin/pytest -m model
