@@ -309,14 +309,11 @@ class FollowupPool:
             raise IndexCorrupt(
                 f"{folder.name}/{POOL_FILE} cannot be read ({exc}): run `ragbot build-index`"
             ) from exc
-        row_of = {sid: i for i, sid in enumerate(sentence_ids)}
-        if any(s not in row_of for s in flat) or not (
-            len(context) == len(own) == len(counts) == len(groups)
-        ):
+        answers = answers_from_ids(flat, counts, sentence_ids)
+        if answers is None or not (len(context) == len(own) == len(counts) == len(groups)):
             raise IndexCorrupt(
                 f"{folder.name}/{POOL_FILE} does not match this index: run `ragbot build-index`"
             )
-        answers = answers_from_ids(flat, counts, row_of)
         return cls(ExamplePool(context, answers, groups), ExamplePool(own, answers, groups))
 
 

@@ -107,9 +107,13 @@ def answers_as_ids(
 
 
 def answers_from_ids(
-    flat: Sequence[str], counts: Sequence[int], row_of: Mapping[str, int]
-) -> tuple[tuple[int, ...], ...]:
-    """The answers `answers_as_ids` stored, as this index's sentence rows."""
+    flat: Sequence[str], counts: Sequence[int], sentence_ids: Sequence[str]
+) -> tuple[tuple[int, ...], ...] | None:
+    """The answers `answers_as_ids` stored, as this index's sentence rows; None when one of them
+    is not a sentence of this index (the file belongs to another build)."""
+    row_of = {sid: i for i, sid in enumerate(sentence_ids)}
+    if any(s not in row_of for s in flat):
+        return None
     answers: list[tuple[int, ...]] = []
     start = 0
     for count in counts:
@@ -193,12 +197,11 @@ class Ranker:
             raise IndexCorrupt(
                 f"{folder}/{RANKER_FILE} cannot be read ({exc}): run `ragbot build-index`"
             ) from exc
-        row_of = {sid: i for i, sid in enumerate(sentence_ids)}
-        if weights.shape != (len(SIGNALS),) or any(s not in row_of for s in flat):
+        answers = answers_from_ids(flat, counts, sentence_ids)
+        if weights.shape != (len(SIGNALS),) or answers is None:
             raise IndexCorrupt(
                 f"{folder}/{RANKER_FILE} does not match this index: run `ragbot build-index`"
             )
-        answers = answers_from_ids(flat, counts, row_of)
         pool = ExamplePool(vectors, answers, ("",) * len(answers))
         return cls(weights, bias, pool, meta)
 
