@@ -227,10 +227,21 @@ class Pipeline:
         # either way.
         if in_context is not None and route.crisis and not in_context.crisis:
             route = replace(route, crisis=False, distress=True)
-        screening = screen(text, route, self.screen_policy)
         resources_before = any(
             self._had_resources(t.question, v) for t, v in zip(turns, earlier_vectors, strict=True)
         )
+        # Once the resources were given, a message that says what was done about it and asks
+        # the article something ("ok i texted 988. does it help right away?") gets its answer,
+        # the resources still first. Read alone, "i texted 988" is a crisis to the router;
+        # a crisis pattern still decides alone (screen() below).
+        asked = (
+            self.router.article_clause(said, vectors[1 + n_parts : n_said])
+            if route.crisis and resources_before
+            else None
+        )
+        if asked is not None:
+            route = replace(route, crisis=False, distress=True)
+        screening = screen(text, route, self.screen_policy)
         clock.lap("route")
         retrieval: Retrieval | None = None
         signals: FollowupSignals | None = None
@@ -245,8 +256,13 @@ class Pipeline:
             clock.lap("retrieve")
             answer = self._more(retrieval, shown, last_section(self.index, turns))
         else:
-            retrieval = self.retriever.retrieve(query, vector)
             article = route.p("article")
+            if asked is not None:
+                # What was asked is that clause: retrieve for it, and judge it as the article's.
+                clause, article = asked
+                query, vector = expand(said[clause]), vectors[1 + n_parts + clause]
+                parts = []
+            retrieval = self.retriever.retrieve(query, vector)
             if context is not None and in_context is not None:
                 signals = FollowupSignals(
                     own=retrieval,
