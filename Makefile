@@ -20,8 +20,8 @@ test: install-test chromium servers axe  ## install and run every test (unit, re
 
 # Non-model tests run by the model lane, so that the two lanes end together (the other lane
 # also runs the wheel check, about 200 s, and the linters): test_index.py's builds take about
-# 40 s (they train on a tenth of the labelled questions), test_contract.py's fuzzing about 55 s.
-LANE_MODEL_ALSO := tests/test_index.py tests/test_contract.py
+# 40 s. Every build with the fake embedder trains on a tenth of the labelled questions (conftest).
+LANE_MODEL_ALSO := tests/test_index.py
 
 test-model:
 	$(VENV)/bin/pytest -m model

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from ragbot import learn
 from ragbot.config import Settings
 from ragbot.config import shipped_corpus_dir as default_corpus_dir
 from ragbot.embeddings import Embedder, HashingEmbedder
+from ragbot.router import Example, load_examples
 
 REAL_MODEL_FIXTURES = frozenset(
     {"real_embedder", "real_index_dir", "real_settings", "real_index", "real_pipeline"}
@@ -38,6 +40,31 @@ def private_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAGBOT_CACHE_DIR", str(folder))
         yield folder
+
+
+@pytest.fixture(scope="session")
+def few_examples() -> list[Example]:
+    """Every tenth labelled question: every intent and batch, a tenth of the training time."""
+    return load_examples()[::10]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fake_builds_learn_from_few_examples(few_examples: list[Example]) -> Iterator[None]:
+    """A build with the fake embedder trains on every tenth labelled question.
+
+    What such a build stores, reuses and answers does not depend on how many questions its
+    router learns from (it learns nothing real from hashed words), and training on all of them
+    was a minute and a half of every CI run. Builds with the real model train on all of them."""
+    learn_all = learn.learn
+
+    def learn_some(index: Any, embedder: Embedder, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(embedder, HashingEmbedder) and kwargs.get("examples") is None:
+            kwargs["examples"] = few_examples
+        return learn_all(index, embedder, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(learn, "learn", learn_some)
+        yield
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from ragbot.errors import (
 from ragbot.fusion import Ranker
 from ragbot.index import KINDS, SPLITTER_VERSION, Index, build_index, embedding_texts, load_index
 from ragbot.manifest import FORMAT_VERSION, ChunkerInfo, Counts, IndexParams, Manifest
-from ragbot.router import Example, Router, load_examples
+from ragbot.router import Example, Router
 from ragbot.turns import TurnClassifier
 
 SettingsFactory = Callable[..., Settings]
@@ -74,19 +74,6 @@ class RecordingEmbedder(HashingEmbedder):
     @property
     def embedded(self) -> list[str]:
         return [t for call in self.calls for t in call]
-
-
-@pytest.fixture(scope="module")
-def few_examples() -> list[Example]:
-    """Every tenth labelled question: every intent and batch, a tenth of the training time."""
-    return load_examples()[::10]
-
-
-@pytest.fixture(autouse=True)
-def _train_on_few_examples(monkeypatch: pytest.MonkeyPatch, few_examples: list[Example]) -> None:
-    # What a build stores, reuses and survives does not depend on how much the router learns
-    # from; the router's own tests and the real-model tests train on all of it.
-    monkeypatch.setattr(learn, "load_examples", lambda: few_examples)
 
 
 @pytest.fixture

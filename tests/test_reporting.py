@@ -385,7 +385,7 @@ def test_a_store_made_before_the_nearest_section_gains_the_column_in_place(
 
 def test_a_no_answer_reply_names_its_nearest_section_and_a_crisis_none(pipeline: Pipeline) -> None:
     headings = {s.heading for s in pipeline.index.sections.values()}
-    unanswered = pipeline.ask_traced("What is the capital of Peru?")
+    unanswered = pipeline.ask_traced("How do I bake sourdough bread?")
     crisis = pipeline.ask_traced("I want to kill myself tonight")
     assert unanswered.answer.status == "no_answer" and unanswered.nearest_section in headings
     assert crisis.answer.status == "crisis" and crisis.nearest_section is None
