@@ -208,6 +208,7 @@ class Pipeline:
         vector = vectors[0]
         n_parts = len(parts)
         n_said = 1 + n_parts + len(said)
+        said_vectors = vectors[1 + n_parts : n_said]
         earlier_vectors = vectors[n_said + (1 if context else 0) :]
         kind = self.turns.kind(text, vector[None, :], bool(turns))
         # A follow-up is also routed as read with the question it follows.
@@ -220,7 +221,7 @@ class Pipeline:
             parts = []  # a follow-up's "and" joins it to the answer before, not two questions
         clock.lap("embed")
         # Each message is screened on its own: history never makes advice acceptable.
-        route = self.router.route(text, vector, said, vectors[1 + n_parts : n_said])
+        route = self.router.route(text, vector, said, said_vectors)
         # "forever" after "does it rewire your brain" reads as crisis alone but not with the
         # question it follows: it gets a follow-up's reply, with the resources first. A crisis
         # pattern still decides alone (screen() below), and "ok. i took all of them" is a crisis
@@ -235,7 +236,7 @@ class Pipeline:
         # the resources still first. Read alone, "i texted 988" is a crisis to the router;
         # a crisis pattern still decides alone (screen() below).
         asked = (
-            self.router.article_clause(said, vectors[1 + n_parts : n_said])
+            self.router.article_clause(said, said_vectors)
             if route.crisis and resources_before
             else None
         )
@@ -260,7 +261,7 @@ class Pipeline:
             if asked is not None:
                 # What was asked is that clause: retrieve for it, and judge it as the article's.
                 clause, article = asked
-                query, vector = expand(said[clause]), vectors[1 + n_parts + clause]
+                query, vector = expand(said[clause]), said_vectors[clause]
                 parts = []
             retrieval = self.retriever.retrieve(query, vector)
             if context is not None and in_context is not None:
