@@ -166,7 +166,12 @@ def test_a_new_build_goes_live_on_sighup_and_requests_never_fail_meanwhile(
 ) -> None:
     from ragbot.index import build_index
 
-    env = serve_env(index_copy, shipped_corpus_dir, RAGBOT_RELOAD_INTERVAL_S="0")
+    # The build below runs in this process and can starve the load thread of the GIL for longer
+    # than the tests' 1 s read deadline; the server would then rightly close the idle
+    # connection just as the thread sends on it. Idle closes are another test's subject.
+    env = serve_env(
+        index_copy, shipped_corpus_dir, RAGBOT_RELOAD_INTERVAL_S="0", RAGBOT_READ_TIMEOUT_S="60"
+    )
     with ragbot_serve(env, tmp_path / "serve.log") as server:
         old = server.build_id()
         failures: list[str] = []
