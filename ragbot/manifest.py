@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,6 +94,8 @@ class RouterInfo:
     ngram_range: tuple[int, int]
     hash_features: int
     embedding_weight: float
+    word_weight: float
+    word_ngrams: tuple[int, int]
     seed: int
     crisis_threshold: float
     distress_threshold: float
@@ -122,7 +124,11 @@ class TurnsInfo:
     held_out_followup_more_accuracy: float
     held_out_more_recall: float
     C: float  # inverse regularisation, scikit-learn's name
+    ngram_range: tuple[int, int]
+    hash_features: int
     embedding_weight: float
+    word_weight: float
+    word_ngrams: tuple[int, int]
     seed: int
 
 
@@ -352,7 +358,6 @@ def _model(m: _Object) -> ModelInfo:
 
 
 def _router(r: _Object) -> RouterInfo:
-    low, high = r.integers("ngram_range", 2)
     return RouterInfo(
         examples=r.integer("examples"),
         data_sha256=r.text("data_sha256"),
@@ -361,9 +366,11 @@ def _router(r: _Object) -> RouterInfo:
         held_out_crisis_recall=r.number("held_out_crisis_recall"),
         held_out_crisis_false_alarms=r.number("held_out_crisis_false_alarms"),
         C=r.number("C"),
-        ngram_range=(low, high),
+        ngram_range=_pair(r.integers("ngram_range", 2)),
         hash_features=r.integer("hash_features"),
         embedding_weight=r.number("embedding_weight"),
+        word_weight=r.number("word_weight"),
+        word_ngrams=_pair(r.integers("word_ngrams", 2)),
         seed=r.integer("seed"),
         crisis_threshold=r.number("crisis_threshold"),
         distress_threshold=r.number("distress_threshold"),
@@ -397,6 +404,11 @@ def _encoder(e: _Object) -> EncoderInfo:
     )
 
 
+def _pair(values: Sequence[int]) -> tuple[int, int]:
+    low, high = values
+    return low, high
+
+
 def _turns(t: _Object) -> TurnsInfo:
     by_kind = t.obj("by_kind")
     return TurnsInfo(
@@ -406,7 +418,11 @@ def _turns(t: _Object) -> TurnsInfo:
         held_out_followup_more_accuracy=t.number("held_out_followup_more_accuracy"),
         held_out_more_recall=t.number("held_out_more_recall"),
         C=t.number("C"),
+        ngram_range=_pair(t.integers("ngram_range", 2)),
+        hash_features=t.integer("hash_features"),
         embedding_weight=t.number("embedding_weight"),
+        word_weight=t.number("word_weight"),
+        word_ngrams=_pair(t.integers("word_ngrams", 2)),
         seed=t.integer("seed"),
     )
 

@@ -27,7 +27,7 @@ from ragbot.embeddings import Vectors
 from ragbot.errors import BuildError
 from ragbot.query import expand, normalize
 from ragbot.router import (
-    EMBEDDING_WEIGHT,
+    FEATURE_META,
     ArrayF,
     Example,
     batch_folds,
@@ -229,7 +229,7 @@ def train_turns(examples: Sequence[TurnExample], vectors: Vectors) -> TurnClassi
             float(np.mean([h == "more" for h, k in scored if k == "more"])), 4
         ),
         "C": C,
-        "embedding_weight": EMBEDDING_WEIGHT,
+        **FEATURE_META,
         "seed": SEED,
     }
     return TurnClassifier(coef, intercept, meta)

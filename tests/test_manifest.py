@@ -104,6 +104,11 @@ MANIFEST = json.loads(
             ],
             "hash_features": 65536,
             "embedding_weight": 1.0,
+            "word_weight": 1.0,
+            "word_ngrams": [
+                1,
+                2
+            ],
             "seed": 0,
             "crisis_threshold": 0.252094,
             "distress_threshold": 0.075997,
@@ -148,7 +153,17 @@ MANIFEST = json.loads(
             "held_out_followup_more_accuracy": 0.7089,
             "held_out_more_recall": 0.7957,
             "C": 1.0,
+            "ngram_range": [
+                2,
+                5
+            ],
+            "hash_features": 65536,
             "embedding_weight": 0.5,
+            "word_weight": 1.0,
+            "word_ngrams": [
+                1,
+                2
+            ],
             "seed": 0
         }
     },

@@ -10,10 +10,13 @@ from ragbot.router import (
     INTENTS,
     NGRAM_RANGE,
     RETIRED_HOLDOUTS,
+    WORD_NGRAMS,
+    WORD_TOKEN,
     Router,
     batch_folds,
     crisis_score,
     hashed_ngrams,
+    hashed_words,
     lexical_text,
     load_examples,
     recall_threshold,
@@ -34,6 +37,26 @@ def test_serving_hashes_n_grams_exactly_as_scikit_learn_does_at_build() -> None:
     matrix = hasher.transform([lexical_text(t) for t in texts])
     for row, text in enumerate(texts):
         ours = hashed_ngrams(text)
+        theirs = dict(zip(matrix[row].indices.tolist(), matrix[row].data.tolist(), strict=True))
+        assert ours.keys() == theirs.keys(), text
+        assert all(abs(ours[k] - theirs[k]) < 1e-9 for k in theirs), text
+
+
+def test_serving_hashes_words_and_word_pairs_exactly_as_scikit_learn_does_at_build() -> None:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    hasher = HashingVectorizer(
+        analyzer="word",
+        token_pattern=WORD_TOKEN,
+        ngram_range=WORD_NGRAMS,
+        n_features=HASH_FEATURES,
+        alternate_sign=False,
+        norm="l2",
+    )
+    texts = [ex.text for ex in load_examples()[::7]] + ["", "k", "i won't", "💊 od'd??", "a a a"]
+    matrix = hasher.transform([lexical_text(t) for t in texts])
+    for row, text in enumerate(texts):
+        ours = hashed_words(text)
         theirs = dict(zip(matrix[row].indices.tolist(), matrix[row].data.tolist(), strict=True))
         assert ours.keys() == theirs.keys(), text
         assert all(abs(ours[k] - theirs[k]) < 1e-9 for k in theirs), text
@@ -97,7 +120,7 @@ def test_the_recall_threshold_catches_the_asked_share_counting_the_pattern_floor
 
 def test_a_router_routes_from_its_weights_and_marks_crisis_and_distress() -> None:
     dim = 4
-    coef = np.zeros((len(INTENTS), dim + HASH_FEATURES))
+    coef = np.zeros((len(INTENTS), dim + 2 * HASH_FEATURES))
     coef[0, 0] = 10.0  # the first embedding dimension means crisis
     router = Router(coef, np.zeros(len(INTENTS)), 0.5, 0.3, 0.9, {})
     calm = router.route("hello", np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32))
