@@ -17,7 +17,7 @@ FOLDER = "dialogues"
 TUNES = ("tune.jsonl", "tune_v2.jsonl", "tune_v3.jsonl", "tune_v4.jsonl")
 # Hold-outs, oldest first: the newest is measured once and never trained on (the others are
 # turns.RETIRED_DIALOGUES).
-HOLDOUTS = tuple(f"holdout_v{n}.jsonl" for n in range(1, 21))
+HOLDOUTS = tuple(f"holdout_v{n}.jsonl" for n in range(1, 22))
 KINDS = ("new", "followup", "more", "advice", "crisis", "off_topic")
 
 
