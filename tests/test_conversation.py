@@ -195,8 +195,8 @@ def test_a_follow_up_that_reads_as_crisis_only_alone_carries_the_resources_inste
 ) -> None:
     question = "does ketamine rewire your brain"
     history = [Turn(question, shown(real_pipeline.ask(question)))]
-    assert real_pipeline.ask_traced("forever").route.crisis  # alone, it reads as a crisis
-    trace = real_pipeline.ask_traced("forever", history)
+    assert real_pipeline.ask_traced("forever gone?").route.crisis  # alone, it reads as a crisis
+    trace = real_pipeline.ask_traced("forever gone?", history)
     assert trace.turn == "followup"
     assert trace.answer.status != "crisis" and trace.answer.resources == CRISIS_MESSAGE
 
