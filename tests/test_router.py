@@ -22,41 +22,29 @@ from ragbot.router import (
     recall_threshold,
 )
 
+# Each hashed view of a message, and the HashingVectorizer settings that make the same buckets.
+VIEWS = {
+    "character n-grams": (hashed_ngrams, {"analyzer": "char_wb", "ngram_range": NGRAM_RANGE}),
+    "words and word pairs": (
+        hashed_words,
+        {"analyzer": "word", "token_pattern": WORD_TOKEN, "ngram_range": WORD_NGRAMS},
+    ),
+}
 
-def test_serving_hashes_n_grams_exactly_as_scikit_learn_does_at_build() -> None:
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_serving_hashes_each_view_exactly_as_scikit_learn_does_at_build(view: str) -> None:
     from sklearn.feature_extraction.text import HashingVectorizer
 
+    ours_of, settings = VIEWS[view]
     hasher = HashingVectorizer(
-        analyzer="char_wb",
-        ngram_range=NGRAM_RANGE,
-        n_features=HASH_FEATURES,
-        alternate_sign=False,
-        norm="l2",
+        n_features=HASH_FEATURES, alternate_sign=False, norm="l2", **settings
     )
-    texts = [ex.text for ex in load_examples()[::7]] + ["", "k", "xx", "💊 od'd??", "a  b\tc"]
+    texts = [ex.text for ex in load_examples()[::7]]
+    texts += ["", "k", "xx", "i won't", "💊 od'd??", "a  b\tc", "a a a"]
     matrix = hasher.transform([lexical_text(t) for t in texts])
     for row, text in enumerate(texts):
-        ours = hashed_ngrams(text)
-        theirs = dict(zip(matrix[row].indices.tolist(), matrix[row].data.tolist(), strict=True))
-        assert ours.keys() == theirs.keys(), text
-        assert all(abs(ours[k] - theirs[k]) < 1e-9 for k in theirs), text
-
-
-def test_serving_hashes_words_and_word_pairs_exactly_as_scikit_learn_does_at_build() -> None:
-    from sklearn.feature_extraction.text import HashingVectorizer
-
-    hasher = HashingVectorizer(
-        analyzer="word",
-        token_pattern=WORD_TOKEN,
-        ngram_range=WORD_NGRAMS,
-        n_features=HASH_FEATURES,
-        alternate_sign=False,
-        norm="l2",
-    )
-    texts = [ex.text for ex in load_examples()[::7]] + ["", "k", "i won't", "💊 od'd??", "a a a"]
-    matrix = hasher.transform([lexical_text(t) for t in texts])
-    for row, text in enumerate(texts):
-        ours = hashed_words(text)
+        ours = ours_of(text)
         theirs = dict(zip(matrix[row].indices.tolist(), matrix[row].data.tolist(), strict=True))
         assert ours.keys() == theirs.keys(), text
         assert all(abs(ours[k] - theirs[k]) < 1e-9 for k in theirs), text
