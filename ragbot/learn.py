@@ -11,7 +11,6 @@ changed.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from ragbot.guardrails import match_rules
 from ragbot.manifest import Manifest
 from ragbot.query import clauses, expand
 from ragbot.router import (
-    FEATURE_META,
     ROUTER_FILE,
     Example,
     Router,
@@ -50,8 +48,6 @@ if TYPE_CHECKING:
     from ragbot.retrieval import RetrievalPolicy
 
 EXAMPLES_FILE = "examples.npz"
-# The router's and turn classifier's features: a model fit on others is not reused.
-FEATURES = json.dumps(FEATURE_META, sort_keys=True)
 # Models already trained in this process, by what their training reads (the model, the data and,
 # for the ranker, the index): training is deterministic, so a rebuild that changes none of that
 # need not fit again. The build cache keeps them for builds in other processes.
@@ -133,7 +129,7 @@ def learn(
         return train_router(examples, vectors, floor, pairs, clause_vectors)
 
     router = reuse(
-        f"router|{fingerprint(embedder)}|{FEATURES}|{examples_hash(examples)}",
+        f"router|{fingerprint(embedder)}|{examples_hash(examples)}",
         ROUTER_FILE,
         Router.load,
         fit_router,
@@ -153,7 +149,7 @@ def learn(
     turn_vectors, turn_embedded = embed_examples(embedder, turn_texts, cache)
     embedded += turn_embedded
     turns = reuse(
-        f"turns|{fingerprint(embedder)}|{FEATURES}|{turn_examples_hash(turn_examples)}",
+        f"turns|{fingerprint(embedder)}|{turn_examples_hash(turn_examples)}",
         TURNS_FILE,
         TurnClassifier.load,
         lambda: train_turns(turn_examples, turn_vectors),

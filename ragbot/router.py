@@ -2,10 +2,11 @@
 
 A multinomial logistic regression over three views of a question: the sentence embedding the
 pipeline already computes (meaning, paraphrase), hashed character n-grams (slang, typos, street
-names the model has never seen) and hashed words and word pairs ("not wake", "for real"). scikit-learn fits it at build; serving only needs numpy
-and MurmurHash (mmh3). It is trained by `ragbot build-index` from the reviewed
-question batches in `ragbot/data/router/`, deterministically, and saved in the build beside the
-index (`router.npz`, hashed in the manifest), so serving only multiplies a vector by a matrix.
+names the model has never seen) and hashed words and word pairs ("not wake", "for real").
+scikit-learn fits it at build; serving only needs numpy and MurmurHash (mmh3). It is trained by
+`ragbot build-index` from the reviewed question batches in `ragbot/data/router/`,
+deterministically, and saved in the build beside the index (`router.npz`, hashed in the
+manifest), so serving only multiplies a vector by a matrix.
 
 The crisis threshold is calibrated for recall on questions the model was not trained on (folds
 that hold out a whole batch, one persona at a time), and a lower "distress" threshold attaches
@@ -194,8 +195,7 @@ def hashed_ngrams(text: str) -> dict[int, float]:
                 counts[key] = counts.get(key, 0.0) + 1.0
             if len(padded) <= n:
                 break
-    norm = float(np.sqrt(sum(v * v for v in counts.values())))
-    return {k: v / norm for k, v in counts.items()} if norm else counts
+    return _unit(counts)
 
 
 def hashed_words(text: str) -> dict[int, float]:
@@ -208,6 +208,11 @@ def hashed_words(text: str) -> dict[int, float]:
         for start in range(len(tokens) - n + 1):
             key = _bucket(" ".join(tokens[start : start + n]))
             counts[key] = counts.get(key, 0.0) + 1.0
+    return _unit(counts)
+
+
+def _unit(counts: dict[int, float]) -> dict[int, float]:
+    """Counts scaled to unit length (l2), as HashingVectorizer's norm="l2" does."""
     norm = float(np.sqrt(sum(v * v for v in counts.values())))
     return {k: v / norm for k, v in counts.items()} if norm else counts
 
